@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 __all__ = [
     "Conv", "MaxPool", "AvgPool", "AdaptiveAvgPool", "LRN", "BatchNorm", "Activation",
@@ -430,8 +430,8 @@ def _check_fits(model: str, input_shape: tuple[int, int, int], layers: list[Laye
                     f"padding {pad}) gives {out}×{out} and ignores the last {dropped} row(s) and column(s), "
                     f"because n + 2p - k = {size + 2 * pad - k} is not a multiple of {layer.stride}. The network "
                     f"still works, but its sizes differ from the paper's. For the paper's {right}×{right} after "
-                    f"{layer.name}, feed {canonical_size}×{canonical_size} images (or use padding=2 with 224×224, "
-                    "as torchvision does)."
+                    f"{layer.name}, feed {canonical_size}×{canonical_size} images"
+                    + (" (or use padding=2 with 224×224, as torchvision does)." if canonical_size == 227 else ".")
                 )
             size = out
         elif isinstance(layer, AdaptiveAvgPool):
