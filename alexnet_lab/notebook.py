@@ -1,0 +1,60 @@
+"""What every notebook of the course does first: pick the profile, say what it means, seed, show versions.
+
+A notebook's first code cells are::
+
+    PROFILE = None  # "smoke", "laptop" or "full"; None: $ALEXNET_LAB_PROFILE, else "laptop"   (tagged `parameters`)
+
+    from alexnet_lab import notebook
+    profile = notebook.start(PROFILE, seed=0)
+
+``start`` imports neither TensorFlow nor PyTorch itself, but quietens TensorFlow's start-up
+messages for the imports that follow.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up log and Python deprecation noise; call before ``import tensorflow``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(tensorflow|keras|google|absl)")
+
+
+def versions() -> str:
+    """One line with the versions of Python and the frameworks that are installed (without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"Python {platform.python_version()}"]
+    for dist in ("torch", "tensorflow-cpu", "tensorflow", "keras"):
+        try:
+            parts.append(f"{dist.replace('-cpu', '')} {version(dist)}")
+        except PackageNotFoundError:
+            continue
+    seen, unique = set(), []
+    for p in parts:
+        if p.split()[0] not in seen:
+            seen.add(p.split()[0])
+            unique.append(p)
+    return ", ".join(unique)
+
+
+def start(profile_name: str | None = None, *, seed: int | None = 0):
+    """Activate a run profile, print what it means, seed every library, and return the profile."""
+    quiet_tensorflow()
+    from . import profiles
+
+    profile = profiles.use(profile_name)
+    print(profile.describe())
+    print(versions(), f"| {os.cpu_count()} CPU cores | {sys.platform}")
+    if seed is not None:
+        from . import seed_everything
+
+        seed_everything(seed)
+        print(f"Random seed: {seed} (Python, NumPy, TensorFlow and PyTorch)")
+    return profile
