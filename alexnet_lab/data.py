@@ -76,6 +76,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_cifar10",
     "load_image_folder",
+    "load_sample",
     "random_dataset",
     "per_class_subset",
     "split_8_1_1",
