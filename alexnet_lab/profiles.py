@@ -60,9 +60,10 @@ class Workload:
     Speeds are images per second for PyTorch in float32, measured with random images of the
     right shape: ``train`` is a full step (forward, backward, SGD update), ``eval`` a forward
     pass only. ``cpu``: 2 threads (``torch.set_num_threads(2)``) of an x86-64 server CPU,
-    which trains classic AlexNet at 32 images/s, as fast as the course's 2-core reference
-    machine (about 30 images/s). ``gpu``: one NVIDIA H100, batches of 256; on a smaller GPU,
-    or when reading images is the bottleneck, it takes longer. Rounded to two digits.
+    which trains classic AlexNet at 31 images/s, as fast as the course's 2-core reference
+    machine (about 30 images/s); the median of three runs, which differed by up to 30%.
+    ``gpu``: one NVIDIA H100, batches of 256, one run; on a smaller GPU, or when reading
+    images is the bottleneck, it takes longer. Rounded to two digits.
     """
 
     title: str
@@ -75,22 +76,23 @@ class Workload:
 
 
 # Measured 2026-11 with torch 2.11 (see Workload for how); re-measure if the models change.
+# Batches of 64 (LeNet-5: 128; AlexNet at 227×227 on the CPU: 32).
 NOTEBOOKS: Mapping[str, Workload] = MappingProxyType({
     "lenet5": Workload(
         "LeNet-5 on Fashion-MNIST", "28×28 grayscale images as they are", 10,
-        cpu_train_images_per_s=16_000, cpu_eval_images_per_s=45_000,
+        cpu_train_images_per_s=13_000, cpu_eval_images_per_s=35_000,
         gpu_train_images_per_s=210_000, gpu_eval_images_per_s=1_400_000),
     "fashion_mnist": Workload(
         "AlexNet on Fashion-MNIST", "28×28 grayscale images, upsampled to 227×227 inside the model", 10,
-        cpu_train_images_per_s=36, cpu_eval_images_per_s=91,
+        cpu_train_images_per_s=33, cpu_eval_images_per_s=90,
         gpu_train_images_per_s=14_000, gpu_eval_images_per_s=45_000),
     "cifar10": Workload(
         "AlexNet (cifar10 preset) on CIFAR-10", "32×32 colour images as they are", 10,
-        cpu_train_images_per_s=240, cpu_eval_images_per_s=610,
+        cpu_train_images_per_s=220, cpu_eval_images_per_s=610,
         gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000),
     "image_folder": Workload(
         "classic AlexNet on a folder of photos", "colour images resized to 227×227", 10,
-        cpu_train_images_per_s=32, cpu_eval_images_per_s=96,
+        cpu_train_images_per_s=31, cpu_eval_images_per_s=96,
         gpu_train_images_per_s=13_000, gpu_eval_images_per_s=41_000),
 })
 
@@ -271,10 +273,10 @@ _DATA_PER_CLASS = {"lenet5": (6000, 1000), "fashion_mnist": (6000, 1000), "cifar
 
 
 # The settings. Laptop numbers are budgets, worked out (estimated_seconds, 2-core CPU) as:
-#   lenet5         all 60,000 images × 10 epochs at 16,000 images/s             ~ 1 min
-#   fashion_mnist  3,000 images × 5 epochs at 36/s, 1,000 tests × 5 at 91/s     ~ 8 min
-#   cifar10        15,000 images × 8 epochs at 240/s, 2,000 tests × 8 at 610/s  ~ 9 min
-#   image_folder   1,000 images × 5 epochs at 32/s, 200 tests × 5 at 96/s       ~ 3 min
+#   lenet5         all 60,000 images × 10 epochs at 13,000 images/s             ~ 1 min
+#   fashion_mnist  3,000 images × 5 epochs at 33/s, 1,000 tests × 5 at 90/s     ~ 8.5 min
+#   cifar10        15,000 images × 8 epochs at 220/s, 2,000 tests × 8 at 610/s  ~ 9.5 min
+#   image_folder   1,000 images × 5 epochs at 31/s, 200 tests × 5 at 96/s       ~ 3 min
 # AlexNet at 227×227 costs 1.1 GMACs per image, so on a CPU it sees few images: notebook authors,
 # adjust these from your notebook's measured epoch times (print History's epoch_time_s).
 PROFILES: Mapping[str, Profile] = MappingProxyType({
