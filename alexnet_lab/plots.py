@@ -78,7 +78,8 @@ def plot_history(*histories, metrics: Sequence[str] = ("loss", "accuracy"), ax=N
         fig = axes[0].figure
     for panel, metric in zip(axes, metrics):
         _draw_metric(panel, histories, metric)
-    axes[0].legend(fontsize=8, loc="best")
+    if axes[0].get_lines():  # nothing to list before the first epoch
+        axes[0].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -171,10 +172,13 @@ def _png_bytes(fig, dpi: int = 100) -> bytes:
 # Images
 # ---------------------------------------------------------------------------
 def _as_images(images) -> np.ndarray:
-    """Check that ``images`` are channels-last ``(N, H, W, C)`` (or ``(N, H, W)``) and return them as numpy."""
+    """Check that ``images`` are channels-last ``(N, H, W, C)`` and return them as numpy.
+
+    Also accepted: one image ``(H, W, 3)`` or ``(H, W, 1)``, and grayscale images ``(N, H, W)``.
+    """
     images = np.asarray(images)
     if images.ndim == 3:
-        images = images[..., None]
+        images = images[None] if images.shape[-1] in (1, 3) else images[..., None]
     if images.ndim != 4:
         raise ValueError(f"Expected images of shape (N, H, W, C) or (N, H, W), got shape {images.shape}.")
     if images.shape[-1] not in (1, 3):
@@ -337,8 +341,9 @@ def softmax(logits, axis: int = -1) -> np.ndarray:
 
 def _check_probs(probs) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be (N, num_classes) probabilities, got shape {probs.shape}.")
+    if probs.ndim != 2 or probs.size == 0:
+        raise ValueError(f"probs must be (N, num_classes) probabilities for at least one image, got shape "
+                         f"{probs.shape}.")
     sums = probs.sum(axis=1)
     if probs.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3):
         raise ValueError("probs must be probabilities: non-negative, each row summing to 1 (rows sum to "

@@ -131,6 +131,9 @@ def test_show_images_grayscale_floats_and_bad_layouts():
     gray = np.zeros((4, 28, 28, 1), dtype=np.uint8)
     fig = plots.show_images(gray)
     assert len(fig.axes) == 4 and fig.axes[0].get_images()[0].get_array().shape == (28, 28)
+    assert len(plots.show_images(gray[..., 0]).axes) == 4  # (N, H, W): a batch of grayscale images
+    one = plots.show_images(np.zeros((32, 32, 3), dtype=np.uint8))  # (H, W, 3): one colour image
+    assert len(one.axes) == 1 and one.axes[0].get_images()[0].get_array().shape == (32, 32, 3)
     standardized = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
     shown = plots.show_images(standardized).axes[0].get_images()[0].get_array()
     assert shown.min() == pytest.approx(0) and shown.max() == pytest.approx(1)
