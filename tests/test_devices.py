@@ -1,0 +1,144 @@
+"""devices: device choice, mixed-precision and channels-last rules; seeding: one call seeds everything."""
+
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import alexnet_lab
+from alexnet_lab import devices, seeding
+
+
+def test_cpu_bf16_support_is_read_from_the_flags():
+    assert not devices.cpu_has_fast_bf16(frozenset({"avx2", "fma"}))
+    assert devices.cpu_has_fast_bf16(frozenset({"avx2", "avx512_bf16"}))
+    assert devices.cpu_has_fast_bf16(frozenset({"amx_bf16", "amx_tile"}))
+    assert isinstance(devices.cpu_flags(), frozenset)
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    def set_flags(*flags):
+        monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset(flags))
+    return set_flags
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    def set_capability(capability):
+        monkeypatch.setattr(devices, "cuda_capability", lambda device: capability)
+    return set_capability
+
+
+def test_auto_mixed_precision_on_cpus_only_where_bf16_is_in_hardware(fake_cpu):
+    cpu = torch.device("cpu")
+    fake_cpu("avx2")
+    choice = devices.choose_precision(cpu, "auto")
+    assert choice.dtype == "float32" and not choice.autocast and "slower" in choice.reason
+    assert devices.choose_precision(cpu, True).dtype == "bfloat16"  # asked for: done, with a warning in the reason
+    assert "slower" in devices.choose_precision(cpu, "bf16").reason
+    fake_cpu("avx2", "amx_bf16")
+    choice = devices.choose_precision(cpu, "auto")
+    assert choice.dtype == "bfloat16" and choice.autocast and not choice.grad_scaling
+    assert devices.choose_precision(cpu, False).dtype == "float32"  # switched off
+
+
+@pytest.mark.parametrize("capability, dtype, scaling", [((9, 0), "bfloat16", False), ((8, 6), "bfloat16", False),
+                                                        ((7, 5), "float16", True), ((6, 1), "float32", False)])
+def test_auto_mixed_precision_on_gpus_by_compute_capability(fake_gpu, capability, dtype, scaling):
+    fake_gpu(capability)
+    choice = devices.choose_precision(torch.device("cuda"), "auto")
+    assert (choice.dtype, choice.grad_scaling) == (dtype, scaling)
+    assert devices.choose_precision(torch.device("cuda"), False).dtype == "float32"
+    fp16 = devices.choose_precision(torch.device("cuda"), "fp16")
+    assert fp16.dtype == "float16" and fp16.grad_scaling and fp16.torch_dtype is torch.float16
+
+
+def test_bf16_on_a_gpu_without_it_and_unknown_modes_are_refused(fake_gpu):
+    fake_gpu((7, 0))
+    with pytest.raises(ValueError, match="no bfloat16"):
+        devices.choose_precision(torch.device("cuda"), "bf16")
+    for mode in ("half", 1, None):
+        with pytest.raises(ValueError, match="mixed_precision must be one of"):
+            devices.choose_precision(torch.device("cpu"), mode)
+
+
+def test_channels_last_rules(fake_gpu):
+    cpu = torch.device("cpu")
+    assert devices.choose_channels_last(cpu, "auto")[0] is False
+    assert devices.choose_channels_last(cpu, True) == (True, "asked for")
+    assert devices.choose_channels_last(cpu, False) == (False, "switched off")
+    fake_gpu((8, 0))
+    bf16 = devices.Precision("bfloat16", False, "test")
+    fp32 = devices.Precision("float32", False, "test")
+    assert devices.choose_channels_last(torch.device("cuda"), "auto", bf16)[0] is True
+    assert devices.choose_channels_last(torch.device("cuda"), "auto", fp32)[0] is False
+    assert devices.choose_channels_last(torch.device("cuda"), False, bf16)[0] is False
+    with pytest.raises(ValueError, match="channels_last must be"):
+        devices.choose_channels_last(cpu, "yes")
+
+
+def test_torch_device_picks_and_announces_once(capsys, monkeypatch):
+    monkeypatch.setattr(devices, "_announced", set())
+    expected = "cuda" if torch.cuda.is_available() else "mps" if devices._mps_available() else "cpu"
+    assert devices.torch_device().type == expected
+    assert devices.torch_device().type == expected
+    out = capsys.readouterr().out
+    assert out.count("alexnet-lab: training on") == 1 and expected in out
+    assert devices.torch_device("cpu", announce=False) == torch.device("cpu")
+    assert capsys.readouterr().out == ""
+
+
+def test_unavailable_or_unknown_devices_are_refused():
+    with pytest.raises(ValueError, match="Unknown device"):
+        devices.torch_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            devices.torch_device("cuda")
+
+
+def test_seed_everything_repeats_python_numpy_and_torch():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    assert alexnet_lab.seed_everything(11, frameworks=("torch",)) == ["python", "numpy", "torch"]
+    first = draw()
+    alexnet_lab.seed_everything(11, frameworks=("torch",))
+    assert draw() == first
+    alexnet_lab.seed_everything(12, frameworks=("torch",))
+    assert draw() != first
+    assert seeding.current_seed() == 12
+    assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_seed_everything_refuses_bad_arguments():
+    for seed in (-1, 2**32, 1.5, "0", True):
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            alexnet_lab.seed_everything(seed)
+    with pytest.raises(ValueError, match="Unknown framework"):
+        alexnet_lab.seed_everything(0, frameworks=("jax",))
+
+
+def _run(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_import_alexnet_lab_stays_free_of_frameworks_and_seeding_imports_only_what_it_is_asked_to():
+    out = _run("import sys, alexnet_lab, alexnet_lab.devices; "
+               "print('torch' in sys.modules, 'tensorflow' in sys.modules); "
+               "alexnet_lab.seed_everything(0, frameworks=('torch',)); "
+               "print('torch' in sys.modules, 'tensorflow' in sys.modules)")
+    assert out.split() == ["False", "False", "True", "False"]
+
+
+def test_seed_everything_seeds_tensorflow_too():
+    out = _run("import alexnet_lab; print(alexnet_lab.seed_everything(3)); import tensorflow as tf; "
+               "a = float(tf.random.uniform(())); alexnet_lab.seed_everything(3); "
+               "print(a == float(tf.random.uniform(())))")
+    assert out.split("\n")[0] == "['python', 'numpy', 'torch', 'tensorflow']" and out.split()[-1] == "True"

@@ -1,0 +1,329 @@
+"""torch_training: fit learns, schedules, early stopping, clipping, checkpoints, resume, determinism, evaluate."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+import alexnet_lab
+from alexnet_lab import torch_models, torch_training
+from alexnet_lab.history import History
+
+TIMING = ("images_per_s", "epoch_time_s")
+
+
+def quadrants(n: int, seed: int, noise: float = 0.8):
+    """A learnable 4-class task: the class is the quadrant of a 28×28 image that is brighter (NCHW float32)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.normal(0, noise, (n, 1, 28, 28)).astype(np.float32)
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, 0, r * 14:(r + 1) * 14, q * 14:(q + 1) * 14] += 0.5
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def small_net() -> nn.Module:
+    """A tiny convnet with dropout (so the random generators matter), returning logits for 4 classes."""
+    return nn.Sequential(nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * 8 * 8, 4))
+
+
+def quiet(**kwargs):
+    return {"progress": False, "verbose": 0, **kwargs}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return quadrants(192, seed=1), quadrants(96, seed=2)
+
+
+def test_fit_learns_a_learnable_task_and_returns_the_history(data):
+    train, val = data
+    alexnet_lab.seed_everything(0, frameworks=("torch",))
+    model = torch_models.lenet5(num_classes=4, activation="relu")
+    before = torch_training.evaluate(model, val)
+    history = torch_training.fit(model, train, val, epochs=4, lr=0.05, batch_size=32, label="lenet", **quiet())
+    assert isinstance(history, History) and history.framework == "torch" and history.label == "lenet"
+    assert set(history.metrics) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "images_per_s",
+                                    "epoch_time_s"}
+    assert all(len(v) == 4 for v in history.metrics.values())
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert before["accuracy"] < 0.45 and history["val_accuracy"][-1] > 0.8  # chance: 0.25
+    assert history.info["device"].startswith("cpu") and history.info["seed"] == 0
+    assert history.info["precision"].startswith("float32") and history.info["channels_last"] is False
+    assert all(v > 0 for v in history["images_per_s"])
+    after = torch_training.evaluate(model, val)
+    assert after["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert after["loss"] == pytest.approx(history["val_loss"][-1], rel=1e-5)
+
+
+def test_two_seeded_cpu_runs_give_identical_histories_and_weights(data):
+    train, val = data
+
+    def run():
+        alexnet_lab.seed_everything(123, frameworks=("torch",))
+        model = small_net()
+        history = torch_training.fit(model, train, val, epochs=3, lr=0.05, batch_size=32, **quiet())
+        return history, model.state_dict()
+
+    (h1, w1), (h2, w2) = run(), run()
+    for key in h1.metrics:
+        if key not in TIMING:
+            assert h1[key] == h2[key], key  # exact equality, not approximate
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    # ...and a different seed gives a different run, so the check above can fail.
+    alexnet_lab.seed_everything(124, frameworks=("torch",))
+    h3 = torch_training.fit(small_net(), train, val, epochs=3, lr=0.05, batch_size=32, **quiet())
+    assert h3["loss"] != h1["loss"]
+
+
+def test_plateau_divides_the_learning_rate_by_10_after_patience_epochs_without_improvement(data):
+    train, val = data
+    torch.manual_seed(0)
+    # With a tiny learning rate the predictions do not change: validation accuracy stays put after epoch 1.
+    history = torch_training.fit(small_net(), train, val, epochs=6, lr=1e-7, weight_decay=0, schedule="plateau",
+                                 plateau_patience=2, batch_size=64, **quiet())
+    assert len(set(history["val_accuracy"])) == 1  # the controlled metric: never improves after epoch 1
+    # epoch 1 sets the best, epochs 2 and 3 do not improve -> epoch 4 trains with lr / 10, and so on.
+    assert history["lr"] == pytest.approx([1e-7, 1e-7, 1e-7, 1e-8, 1e-8, 1e-9])
+
+
+def test_plateau_scheduler_follows_a_scripted_validation_metric():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = torch_training.make_scheduler(optimizer, "plateau", epochs=10, plateau_patience=2)
+    lrs = []
+    for accuracy in [0.50, 0.60, 0.60, 0.61, 0.61, 0.61, 0.70, 0.69]:
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step(accuracy)
+    assert lrs == pytest.approx([1, 1, 1, 1, 1, 1, 0.1, 0.1])
+
+
+def test_cosine_and_step_schedules(data):
+    train, _ = data
+    kw = quiet(epochs=4, lr=0.1, batch_size=96, weight_decay=0)
+    cosine = torch_training.fit(small_net(), train, schedule="cosine", **kw)
+    assert cosine["lr"] == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+    step = torch_training.fit(small_net(), train, schedule="step", step_every=2, **kw)
+    assert step["lr"] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        torch_training.fit(small_net(), train, schedule="exponential", **kw)
+
+
+def test_early_stopping_stops_when_validation_accuracy_stops_improving(data):
+    train, val = data
+    torch.manual_seed(0)
+    history = torch_training.fit(small_net(), train, val, epochs=10, lr=1e-7, early_stopping=2, batch_size=64, **quiet())
+    assert history.epochs == 3 and history.info["stopped_early_after_epoch"] == 3
+
+
+def test_gradient_clipping_bounds_the_global_norm(data):
+    train, _ = data
+
+    def step_norms(clip):
+        torch.manual_seed(0)
+        model = small_net()
+        norms = []
+
+        def record(optimizer, args, kwargs):
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+
+        handle = register_optimizer_step_pre_hook(record)  # sees the gradients fit steps with
+        try:
+            torch_training.fit(model, train, epochs=1, lr=0.5, clip_grad_norm=clip, batch_size=32, **quiet())
+        finally:
+            handle.remove()
+        return norms
+
+    unclipped, clipped = step_norms(None), step_norms(0.05)
+    assert len(clipped) == 6 and max(unclipped) > 0.05  # without clipping the norm does exceed the bound
+    assert max(clipped) <= 0.05 * (1 + 1e-5)
+
+
+def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    torch_training.save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        torch_training.save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]  # no temporary file left behind
+    state = torch_training.load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path, data):
+    train, val = data
+    torch_training.fit(small_net(), train, val, epochs=1, batch_size=64, checkpoint_dir=tmp_path, **quiet())
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt"]
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # raises if anything but plain data
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "history", "rng", "scheduler"}
+    assert History.from_dict(state["history"]).epochs == 1
+
+
+def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(tmp_path, data):
+    train, val = data
+
+    def loader():
+        # A DataLoader with its own generator: its state must be restored too.
+        dataset = torch.utils.data.TensorDataset(*train)
+        return torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True,
+                                           generator=torch.Generator().manual_seed(7))
+
+    kw = quiet(lr=0.05, schedule="step", step_every=2)
+    alexnet_lab.seed_everything(5, frameworks=("torch",))
+    whole_model = small_net()
+    whole = torch_training.fit(whole_model, loader(), val, epochs=4, **kw)
+
+    alexnet_lab.seed_everything(5, frameworks=("torch",))
+    first = torch_training.fit(small_net(), loader(), val, epochs=2, checkpoint_dir=tmp_path, **kw)
+    assert first.epochs == 2
+    alexnet_lab.seed_everything(99, frameworks=("torch",))  # a new process would not be where the first run was
+    resumed_model = small_net()
+    resumed = torch_training.fit(resumed_model, loader(), val, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert resumed.epochs == 4 and resumed.info["resumed_from_epoch"] == 2
+    for key in whole.metrics:
+        if key not in TIMING:
+            assert resumed[key] == whole[key], key
+    assert all(torch.equal(a, b) for a, b in zip(whole_model.state_dict().values(),
+                                                 resumed_model.state_dict().values()))
+    # Nothing left to do: resuming a finished run returns its history unchanged.
+    again = torch_training.fit(small_net(), loader(), val, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert again["loss"] == whole["loss"]
+
+
+def test_resume_with_another_model_says_what_is_wrong(tmp_path, data):
+    train, _ = data
+    torch_training.fit(small_net(), train, epochs=1, batch_size=96, checkpoint_dir=tmp_path, **quiet())
+    with pytest.raises(ValueError, match="does not fit this model"):
+        torch_training.fit(torch_models.lenet5(num_classes=4), train, epochs=2, checkpoint_dir=tmp_path, resume=True,
+                           **quiet())
+    with pytest.raises(ValueError, match="needs the checkpoint_dir"):
+        torch_training.fit(small_net(), train, resume=True, **quiet())
+
+
+def test_evaluate_matches_a_hand_checked_case():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(2))  # logits = the two input values
+    x = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0], [5.0, 0.0]]).reshape(4, 2, 1, 1)
+    y = torch.tensor([0, 1, 0, 0])
+    result = torch_training.evaluate(model, [(x[:3], y[:3]), (x[3:], y[3:])])
+    # Predictions 0, 1, 1, 0: three of four right. Loss: mean of log(1 + e^(other - true)).
+    expected = np.mean([math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1)), math.log(1 + math.exp(2)),
+                        math.log(1 + math.exp(-5))])
+    assert result["accuracy"] == 0.75
+    assert result["loss"] == pytest.approx(expected, rel=1e-6)
+    assert result["images_per_s"] > 0
+
+
+def test_predict_returns_probabilities_aligned_with_labels_even_when_the_data_shuffles():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3, 3, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(3))
+    y = torch.arange(30) % 3
+    x = (5 * nn.functional.one_hot(y, 3).float()).reshape(30, 3, 1, 1)  # the image "shows" its label
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8, shuffle=True)
+    scores, labels = torch_training.predict(model, shuffled)
+    assert scores.shape == (30, 3) and labels.shape == (30,)
+    assert np.allclose(scores.sum(axis=1), 1, atol=1e-6)
+    assert (scores.argmax(axis=1) == labels).all() and sorted(labels.tolist()) == sorted(y.tolist())
+    logits, _ = torch_training.predict(model, (x, y), probabilities=False)
+    assert logits.max() == pytest.approx(5.0)
+
+
+def test_live_plot_is_updated_every_epoch_and_max_batches_limits_the_epoch(data):
+    train, val = data
+    calls = []
+
+    class Live:
+        def update(self, history):
+            calls.append(history.epochs)
+
+    forwards = []
+    model = small_net()
+    model.register_forward_hook(lambda module, inputs, output: forwards.append(module.training))
+    torch_training.fit(model, train, val, epochs=2, batch_size=16, max_batches=3, live=Live(), **quiet())
+    assert calls == [1, 2]
+    assert forwards.count(True) == 2 * 3 and forwards.count(False) == 2 * 3  # 3 train + 3 val batches per epoch
+
+
+def test_progress_bars_show_loss_accuracy_and_images_per_second(data, capsys):
+    train, val = data
+    torch_training.fit(small_net(), train, val, epochs=2, batch_size=32, label="demo")
+    out, err = capsys.readouterr()
+    assert "img_s=" in err and "acc=" in err and "demo" in err  # tqdm writes to stderr
+    assert "epoch 2/2: loss" in out and "img/s" in out
+    assert len(out.splitlines()) <= 4  # the set-up line(s) and one line per epoch: short in a notebook
+
+
+def test_channels_last_and_bfloat16_switches(data):
+    train, val = data
+    kw = quiet(epochs=2, lr=0.05, batch_size=32)
+    runs = {}
+    for channels_last in (False, True):
+        alexnet_lab.seed_everything(3, frameworks=("torch",))
+        model = torch_models.lenet5(num_classes=4, activation="relu")
+        runs[channels_last] = torch_training.fit(model, train, val, channels_last=channels_last, **kw)
+    assert runs[True].info["channels_last"] is True and runs[False].info["channels_last"] is False
+    assert torch_training._is_channels_last(model)
+    assert np.allclose(runs[True]["loss"], runs[False]["loss"], rtol=1e-4)  # same numbers, other memory order
+
+    alexnet_lab.seed_everything(3, frameworks=("torch",))
+    bf16 = torch_training.fit(torch_models.lenet5(num_classes=4, activation="relu"), train, val,
+                              mixed_precision="bf16", **kw)
+    assert bf16.info["precision"].startswith("bfloat16 autocast")
+    assert bf16["loss"][-1] < bf16["loss"][0] and not np.allclose(bf16["loss"], runs[False]["loss"], rtol=1e-4)
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        torch_training.fit(small_net(), train, mixed_precision="half", **kw)
+
+
+def test_bad_inputs_get_actionable_errors(data):
+    train, _ = data
+    x, y = train
+    from alexnet_lab.data import ImageSet
+
+    images = ImageSet(np.zeros((4, 28, 28, 1), np.uint8), np.zeros(4, np.int64), ("a", "b"))
+    with pytest.raises(TypeError, match="torch_loader"):
+        torch_training.fit(small_net(), images, **quiet())
+    with pytest.raises(TypeError, match="float"):
+        torch_training.fit(small_net(), [((x * 255).to(torch.uint8)[:8], y[:8])], **quiet())
+    with pytest.raises(ValueError, match=r"Labels must lie in 0\.\.3"):
+        torch_training.fit(small_net(), [(x[:8], y[:8] + 4)], **quiet())
+    with pytest.raises(TypeError, match="One-hot"):
+        torch_training.fit(small_net(), [(x[:8], nn.functional.one_hot(y[:8], 4))], **quiet())
+    batches = ((x[i:i + 32], y[i:i + 32]) for i in range(0, 64, 32))
+    with pytest.raises(ValueError, match="generator runs out"):
+        torch_training.fit(small_net(), batches, epochs=2, **quiet())
+
+
+def test_tensorboard_logs_when_the_package_is_installed(data, tmp_path):
+    pytest.importorskip("torch.utils.tensorboard", reason="the tensorboard package is not installed")
+    train, _ = data
+    torch_training.fit(small_net(), train, epochs=1, tensorboard_dir=tmp_path, **quiet())
+    assert any(name.startswith("events") for name in os.listdir(tmp_path))
+
+
+def test_missing_tensorboard_is_reported(data, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    train, _ = data
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        torch_training.fit(small_net(), train, epochs=1, tensorboard_dir=tmp_path, **quiet())
