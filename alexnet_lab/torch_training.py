@@ -121,9 +121,11 @@ def _check_batch(batch, num_classes: int | None):
     if not x.is_floating_point():
         raise TypeError(f"Images must be float tensors (scaled and normalized), got {x.dtype}. Use "
                         "alexnet_lab.pipelines.torch_loader, or x.float() / 255 for a quick test.")
-    if y.is_floating_point() or y.dtype == torch.bool or y.ndim != 1 or len(y) != len(x):
-        raise TypeError(f"Labels must be a 1-D integer tensor with one label per image; got {y.dtype} of shape "
-                        f"{tuple(y.shape)} for {len(x)} images. One-hot labels? Use y.argmax(1).")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"Labels must be a 1-D tensor with one class index per image; got shape {tuple(y.shape)} "
+                         f"for {len(x)} images. One-hot labels? Use y.argmax(1).")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"Labels must be integer class indices, got {y.dtype}.")
     if num_classes is not None and y.device.type == "cpu" and len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"Labels must lie in 0..{num_classes - 1} for this {num_classes}-class model; this batch "
                          f"has {int(y.min())}..{int(y.max())}. Build the model with num_classes=... to match the data.")
