@@ -27,7 +27,9 @@ Two conventions differ between the frameworks, and :class:`NumpyBatchNorm` can f
 
 The module also describes a small convolutional network with the normalization in any of the
 places people put it (:func:`describe_small_convnet`), for notebook 03's placement figure and
-its training experiment. Importing this module imports neither TensorFlow nor PyTorch.
+its training experiment, and draws the notebook's three figures (:func:`plot_lrn_response`,
+:func:`plot_placements`, :func:`plot_lr_sweep`). Importing this module imports neither
+TensorFlow nor PyTorch, nor matplotlib until a figure is drawn.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ import numpy as np
 
 from . import architecture as arch
 
-__all__ = ["NumpyBatchNorm", "batch_statistics", "PLACEMENTS", "describe_small_convnet"]
+__all__ = [
+    "NumpyBatchNorm", "batch_statistics", "PLACEMENTS", "describe_small_convnet",
+    "lrn_scale", "plot_lrn_response", "plot_placements", "plot_lr_sweep",
+]
 
 
 def _reduce_axes(x: np.ndarray, axis: int) -> tuple[int, ...]:
@@ -212,3 +217,161 @@ def describe_small_convnet(
         raise ValueError(f"A {image_size}×{image_size} image is too small for {len(filters)} blocks of 2×2 "
                          f"pooling: use images of at least {2 ** len(filters)}×{2 ** len(filters)} or fewer blocks.")
     return input_shape, layers
+
+
+# ---------------------------------------------------------------------------
+# Figures for notebook 03
+# ---------------------------------------------------------------------------
+def _figure(rows: int = 1, cols: int = 1, **kwargs):
+    """A figure and a 2-D array of axes, released by pyplot so that a notebook shows it once (as the cell's value)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, squeeze=False, **kwargs)
+    plt.close(fig)
+    return fig, axes
+
+
+def lrn_scale(activation, neighbours_active: int, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+              k: float = 2.0) -> np.ndarray:
+    """LRN's factor ``b / a`` for a channel with ``activation`` when ``neighbours_active`` of the ``size``
+    channels in its window (itself included) carry that same activation and the others are 0."""
+    if not 1 <= neighbours_active <= size:
+        raise ValueError(f"neighbours_active counts the channel itself: 1 <= neighbours_active <= size={size}, "
+                         f"got {neighbours_active}.")
+    a = np.asarray(activation, dtype=np.float64)
+    return 1.0 / (k + alpha * neighbours_active * a ** 2) ** beta
+
+
+def plot_lrn_response(*, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
+                      max_activation: float = 400.0):
+    """How much LRN scales an activation down, ``b / a``, as the activations in its window grow.
+
+    One curve per number of active channels in the window (1: the channel alone, ``size``: all of
+    them equally strong). Flat at ``k ** -beta`` for small activations: there LRN is only a
+    constant factor, and it starts to *normalize* once ``alpha * sum(a ** 2)`` is comparable to ``k``.
+    """
+    a = np.linspace(0.0, max_activation, 400)
+    fig, axes = _figure(figsize=(6.4, 3.8))
+    ax = axes[0, 0]
+    for active in sorted({1, (size + 1) // 2, size}):
+        ax.plot(a, lrn_scale(a, active, size=size, alpha=alpha, beta=beta, k=k),
+                label=f"{active} of {size} channels active" if active > 1 else "only the channel itself")
+    ax.axhline(k ** -beta, color="#777", linestyle=":", linewidth=1)
+    ax.text(max_activation, k ** -beta, f"k^-β = {k ** -beta:.2f}  ", ha="right", va="bottom", fontsize=8, color="#555")
+    ax.set_xlabel("activation a (the same value in every active channel)")
+    ax.set_ylabel("b / a  (output ÷ input)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"LRN with the paper's constants: n={size}, α={alpha:g}, β={beta:g}, k={k:g}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+_BOX_COLORS = {"Conv": "#8cb4e0", "BatchNorm": "#e8a0a0", "Activation": "#d0d7de", "MaxPool": "#f2b880",
+               "LRN": "#c8b6e2"}
+_BOX_TEXT = {"Conv": "conv", "BatchNorm": "BN", "Activation": "ReLU", "MaxPool": "pool", "LRN": "LRN"}
+
+
+def plot_placements(placements=("bn_relu", "relu_bn", "pool_bn", "lrn")):
+    """One row of boxes per placement: the first block of :func:`describe_small_convnet` with that placement."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    placements = list(placements)
+    unknown = [p for p in placements if p not in PLACEMENTS]
+    if unknown or not placements:
+        raise ValueError(f"placements must be a non-empty list of {list(PLACEMENTS)}, got {placements!r}.")
+    fig, axes = _figure(figsize=(9.0, 0.75 * len(placements) + 0.8))
+    ax = axes[0, 0]
+    width, gap = 0.9, 0.45
+    for row, placement in enumerate(placements):
+        y = -row
+        _, layers = describe_small_convnet(placement, filters=(32,))
+        block = [layer for layer in layers if layer.name in ("conv1", "bn1", "relu1", "lrn1", "pool1")]
+        for i, layer in enumerate(block):
+            kind = type(layer).__name__
+            x = i * (width + gap)
+            ax.add_patch(FancyBboxPatch((x, y - 0.28), width, 0.56, boxstyle="round,pad=0.02",
+                                        facecolor=_BOX_COLORS[kind], edgecolor="#444", linewidth=0.8))
+            label = _BOX_TEXT[kind] + ("\n(no bias)" if kind == "Conv" and not layer.bias else "")
+            ax.text(x + width / 2, y, label, ha="center", va="center", fontsize=8.5, linespacing=1.0)
+            if i:
+                ax.add_patch(FancyArrowPatch((x - gap + 0.04, y), (x - 0.04, y), arrowstyle="-|>",
+                                             mutation_scale=8, color="#666", linewidth=0.8))
+        description = PLACEMENTS[placement].split("(", 1)
+        note = description[1].rstrip(")") if len(description) > 1 else ""
+        ax.text(4 * (width + gap) - gap + 0.3, y, f"{placement}: {note}", ha="left", va="center", fontsize=8.5)
+    ax.set_xlim(-0.2, 12.5)
+    ax.set_ylim(-len(placements) + 0.4, 0.6)
+    ax.set_axis_off()
+    ax.set_title("Where the normalization goes in a convolutional block", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_sweep(histories, metric: str = "val_accuracy", title: str | None = None, ylabel: str | None = None,
+                  chance: float | None = None):
+    """A learning-rate sweep: ``metric`` per epoch for each rate, and the final value against the rate.
+
+    ``histories``: :class:`~alexnet_lab.history.History` objects whose ``info`` has ``"lr"``; runs
+    with the same ``label`` (e.g. "BatchNorm", "no normalization") share a colour, and Keras runs
+    are drawn dashed beside PyTorch's solid lines. The last panel puts the final epoch's value
+    against the learning rate on a log scale, one line per label and framework. ``ylabel``
+    names the metric on the axes (default: the metric's name); ``chance`` draws a dotted line at
+    that value (e.g. 0.1, the accuracy of guessing among 10 classes).
+    """
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    histories = list(histories)
+    if not histories or any("lr" not in h.info for h in histories):
+        raise ValueError("plot_lr_sweep needs Histories with info['lr'] (the learning rate of each run).")
+    rates = sorted({h.info["lr"] for h in histories})
+    labels = list(dict.fromkeys(h.label for h in histories))
+    colors = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+    styles = {"torch": "-", "keras": "--"}
+    fig, axes = _figure(1, len(rates) + 1, figsize=(3.0 * (len(rates) + 1), 3.4), sharey=True)
+    for ax, rate in zip(axes[0], rates):
+        for h in histories:
+            if h.info["lr"] != rate:
+                continue
+            values = np.asarray(h.metrics.get(metric, []), dtype=float)
+            ax.plot(np.arange(1, len(values) + 1), values, styles.get(h.framework, ":"), marker="o", markersize=3,
+                    color=colors[labels.index(h.label) % len(colors)])
+        ax.set_title(f"learning rate {rate:g}", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        longest = max((len(h.metrics.get(metric, [])) for h in histories), default=1)
+        ax.set_xlim(0.5, max(longest, 1) + 0.5)
+        ax.grid(alpha=0.3)
+    ylabel = ylabel or metric.replace("_", " ")
+    axes[0, 0].set_ylabel(ylabel)
+    last = axes[0, -1]
+    frameworks = list(dict.fromkeys(h.framework for h in histories))
+    for label in labels:
+        for framework in frameworks:
+            runs = sorted((h.info["lr"], h.last(metric)) for h in histories if h.label == label
+                          and h.framework == framework)
+            if runs:
+                x, y = zip(*runs)
+                name = "PyTorch" if framework == "torch" else "Keras" if framework == "keras" else framework
+                last.plot(x, y, styles.get(framework, ":"), marker="o", color=colors[labels.index(label) % len(colors)],
+                          label=f"{label} ({name})")
+    last.set_xscale("log")
+    last.set_xlabel("learning rate")
+    last.set_title(f"after the last epoch: {ylabel}", fontsize=9)
+    last.grid(alpha=0.3)
+    if chance is not None:
+        for ax in axes[0]:
+            ax.axhline(chance, color="#777", linestyle=":", linewidth=1)
+    if "accuracy" in metric:
+        axes[0, 0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    handles, names = last.get_legend_handles_labels()
+    if chance is not None:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="#777", linestyle=":", linewidth=1))
+        names.append(f"chance ({chance:.0%})" if "accuracy" in metric else f"chance ({chance:g})")
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), fontsize=8, frameon=False)
+    fig.suptitle(title or f"{ylabel} for each learning rate", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

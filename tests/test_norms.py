@@ -153,3 +153,63 @@ def test_small_convnet_errors():
         norms.describe_small_convnet("bn_everywhere")
     with pytest.raises(ValueError, match="at least 16×16"):
         norms.describe_small_convnet(filters=(8, 8, 8, 8), image_size=8)
+
+
+def test_lrn_scale_matches_the_formula():
+    # Small activations: LRN only divides by k ** beta; large ones are damped much more.
+    np.testing.assert_allclose(norms.lrn_scale(0.0, 1), 2.0 ** -0.75)
+    a = 100.0
+    np.testing.assert_allclose(norms.lrn_scale(a, 5), 1 / (2 + 1e-4 * 5 * a * a) ** 0.75)
+    assert norms.lrn_scale(a, 5) < norms.lrn_scale(a, 1) < norms.lrn_scale(0.0, 1)
+    with pytest.raises(ValueError, match="counts the channel itself"):
+        norms.lrn_scale(a, 6)
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes]
+
+
+def test_plot_lrn_response_has_labelled_curves():
+    fig = norms.plot_lrn_response()
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 4  # three curves and the k^-beta line
+    assert "b / a" in ax.get_ylabel() and "activation" in ax.get_xlabel()
+    assert "α=0.0001" in ax.get_title()
+    curve = ax.get_lines()[0].get_ydata()
+    assert curve[0] == pytest.approx(2 ** -0.75) and curve[-1] < curve[0]
+
+
+def test_plot_placements_draws_each_block():
+    fig = norms.plot_placements(["bn_relu", "pool_bn"])
+    texts = _texts(fig)
+    assert texts.count("BN") == 2 and "conv\n(no bias)" in texts and texts.count("pool") == 2
+    assert any(t.startswith("pool_bn:") for t in texts)
+    with pytest.raises(ValueError, match="placements must be"):
+        norms.plot_placements(["everywhere"])
+
+
+def test_plot_lr_sweep_panels_and_final_values():
+    from alexnet_lab.history import History
+
+    runs = []
+    for framework in ("torch", "keras"):
+        for label, base in (("BatchNorm", 0.5), ("none", 0.2)):
+            for lr in (0.01, 0.1):
+                h = History(framework, label, info={"lr": lr})
+                for epoch in range(3):
+                    h.append(val_accuracy=base + lr + 0.01 * epoch)
+                runs.append(h)
+    fig = norms.plot_lr_sweep(runs, ylabel="test accuracy", chance=0.1)
+    panels = fig.axes
+    assert [ax.get_title() for ax in panels[:2]] == ["learning rate 0.01", "learning rate 0.1"]
+    assert len(panels[0].get_lines()) == 5  # two labels × two frameworks, and the chance line
+    final = panels[-1]
+    assert final.get_xscale() == "log" and "test accuracy" in final.get_title()
+    lines = {line.get_label(): list(line.get_ydata()) for line in final.get_lines() if not line.get_label().startswith("_")}
+    assert lines["BatchNorm (Keras)"] == pytest.approx([0.53, 0.62])
+    assert lines["none (PyTorch)"] == pytest.approx([0.23, 0.32])
+    assert "--" in {line.get_linestyle() for line in final.get_lines()}
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "BatchNorm (PyTorch)" in legend and "chance (10%)" in legend
+    with pytest.raises(ValueError, match="info\\['lr'\\]"):
+        norms.plot_lr_sweep([History("torch", "x")])
