@@ -98,6 +98,20 @@ NOTEBOOKS: Mapping[str, Workload] = MappingProxyType({
         "classic AlexNet on a folder of photos", "colour images resized to 227×227", 10,
         cpu_train_images_per_s=31, cpu_eval_images_per_s=96,
         gpu_train_images_per_s=13_000, gpu_eval_images_per_s=41_000),
+    # Notebook 07: the full recipe, one run per ingredient left out, and a second seed of the full
+    # recipe: 8 PyTorch runs of the cifar10 preset (its speeds).
+    "recipe": Workload(
+        "the paper's training recipe, one ingredient at a time (cifar10 preset, PyTorch)",
+        "32×32 colour images as they are", 10,
+        cpu_train_images_per_s=220, cpu_eval_images_per_s=610,
+        gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000, runs=8),
+    # Notebook 08: pre-training on 8 CIFAR-10 classes, then cats vs dogs from scratch and fine-tuned
+    # in each framework: 8 + 4 × 2 = 16 classes' worth of per_class images, counted as 2 runs of 10.
+    "own_images": Workload(
+        "cats vs dogs from CIFAR-10 (cifar10 preset), pre-trained on the other 8 classes",
+        "32×32 colour images as they are", 10,
+        cpu_train_images_per_s=220, cpu_eval_images_per_s=610,
+        gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000, runs=2),
 })
 
 
@@ -195,8 +209,8 @@ class Profile:
     def for_notebook(self, topic: str) -> Profile:
         """These settings adjusted for one notebook's model and data.
 
-        ``topic`` is one of :data:`NOTEBOOKS` (``"lenet5"``, ``"fashion_mnist"``,
-        ``"cifar10"``, ``"image_folder"``). A notebook that trains something new adds an
+        ``topic`` is one of :data:`NOTEBOOKS` (``"lenet5"``, ``"fashion_mnist"``, ``"cifar10"``,
+        ``"image_folder"``, ``"recipe"``, ``"own_images"``). A notebook that trains something new adds an
         entry there and, where the generic sizes do not fit, overrides in :data:`PROFILES`.
         """
         if topic not in NOTEBOOKS:
@@ -276,7 +290,8 @@ class Profile:
 
 
 # Images per class in the course's data sets, for time estimates of the profiles that use all of them.
-_DATA_PER_CLASS = {"lenet5": (6000, 1000), "fashion_mnist": (6000, 1000), "cifar10": (5000, 1000)}
+_DATA_PER_CLASS = {"lenet5": (6000, 1000), "fashion_mnist": (6000, 1000), "cifar10": (5000, 1000),
+                   "recipe": (5000, 1000), "own_images": (5000, 1000)}
 
 
 # The settings. Laptop numbers are budgets, worked out (estimated_seconds, 2-core CPU) as:
@@ -285,6 +300,8 @@ _DATA_PER_CLASS = {"lenet5": (6000, 1000), "fashion_mnist": (6000, 1000), "cifar
 #   fashion_mnist  2,000 images × 5 epochs at 33/s, 500 tests × 5 at 90/s       ~ 5.5 min
 #   cifar10        10,000 images × 6 epochs at 220/s, 2,000 tests × 6 at 610/s  ~ 5 min
 #   image_folder   1,000 images × 5 epochs at 31/s, 200 tests × 5 at 96/s       ~ 3 min
+#   recipe         3,000 images × 5 epochs at 220/s, 1,000 tests × 5 at 610/s   ~ 1.3 min, 8 runs: ~ 10 min
+#   own_images     6,000 images × 6 epochs at 220/s, 2,000 tests × 6 at 610/s   ~ 3 min, 2 runs: ~ 6 min
 # AlexNet at 227×227 costs 1.1 GMACs per image, so on a CPU it sees few images: notebook authors,
 # adjust these from your notebook's measured epoch times (print History's epoch_time_s).
 PROFILES: Mapping[str, Profile] = MappingProxyType({
@@ -303,6 +320,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
             "fashion_mnist": {"per_class": 200, "test_per_class": 50, "epochs": 5},
             "cifar10": {"per_class": 1000, "test_per_class": 200, "epochs": 6},
             "image_folder": {"per_class": 100, "test_per_class": 20, "epochs": 5, "batch_size": 32},
+            "recipe": {"per_class": 300, "test_per_class": 100, "epochs": 5},
+            "own_images": {"per_class": 600, "test_per_class": 200, "epochs": 6},
         },
     ),
     "full": Profile(
