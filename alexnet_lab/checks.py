@@ -28,6 +28,7 @@ This module imports neither TensorFlow nor PyTorch until a model of that framewo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ import numpy as np
 from . import architecture as arch
 
 __all__ = [
-    "Finding", "CheckReport", "ObservedLayer", "framework_of", "trace_model",
+    "Finding", "Findings", "CheckReport", "ObservedLayer", "framework_of", "trace_model",
     "check_model", "assert_model_matches",
     "check_loss_setup", "assert_loss_setup", "check_eval_mode", "assert_eval_mode",
     "check_inputs", "check_initialization",
@@ -71,6 +72,28 @@ class Finding:
     def __str__(self) -> str:
         mark = {"ok": "✓", "note": "·", "error": "✗"}[self.severity]
         return f"{mark} {self.message}"
+
+
+def _as_findings(check):
+    """Decorator: a check's list of findings becomes a :class:`Findings`, which prints readably."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        return Findings(check(*args, **kwargs))
+    return wrapper
+
+
+class Findings(list):
+    """A list of :class:`Finding` that prints one line per finding (✓ ok, · note, ✗ error)."""
+
+    @property
+    def passed(self) -> bool:
+        return all(f.ok for f in self)
+
+    def __str__(self) -> str:
+        return "\n".join(str(f) for f in self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
 
 
 @dataclass
@@ -992,7 +1015,8 @@ def _loss_takes_logits(loss, framework: str, num_classes: int) -> bool:
                         rel_tol=1e-4, abs_tol=1e-5)
 
 
-def check_loss_setup(model, loss, *, input_shape: tuple[int, int, int] | None = None) -> list[Finding]:
+@_as_findings
+def check_loss_setup(model, loss, *, input_shape: tuple[int, int, int] | None = None) -> Findings:
     """Check that what the model returns is what the loss expects.
 
     The course's models return logits, and ``nn.CrossEntropyLoss`` /
@@ -1048,7 +1072,8 @@ def _seed_frameworks(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
-def check_eval_mode(predict: Callable, images, *, model=None, tolerance: float = 1e-4) -> list[Finding]:
+@_as_findings
+def check_eval_mode(predict: Callable, images, *, model=None, tolerance: float = 1e-4) -> Findings:
     """Check that evaluation treats every image on its own and gives the same answer twice.
 
     ``predict`` is the function you evaluate with (e.g. ``lambda x: torch_predict(model, x)``);
@@ -1127,7 +1152,8 @@ def _like(template) -> Callable[[np.ndarray], Any]:
     return lambda a: a.astype(dtype)
 
 
-def check_inputs(inputs) -> list[Finding]:
+@_as_findings
+def check_inputs(inputs) -> Findings:
     """Look at a batch of model inputs: are they scaled the way a network wants them?
 
     Networks train best on inputs of roughly zero mean and unit spread. Raw pixels (0-255) make
@@ -1152,7 +1178,8 @@ def check_inputs(inputs) -> list[Finding]:
     return [Finding("inputs", "scaling", "ok", f"inputs look reasonably scaled ({stats}).")]
 
 
-def check_initialization(model) -> list[Finding]:
+@_as_findings
+def check_initialization(model) -> Findings:
     """Compare each convolution's and fully connected layer's weight spread with He initialization.
 
     He initialization (the course's models use its uniform form) gives weights a standard
@@ -1215,8 +1242,9 @@ def _get(metrics, *names) -> list[float]:
     return []
 
 
+@_as_findings
 def diagnose_training(history, num_classes: int, *, inputs=None, model=None, predict: Callable | None = None,
-                      margin: float = 0.05) -> list[Finding]:
+                      margin: float = 0.05) -> Findings:
     """Say what a training run's numbers point at, most of all when accuracy stays near chance.
 
     Args:
