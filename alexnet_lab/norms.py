@@ -257,7 +257,7 @@ def plot_lrn_response(*, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
         ax.plot(a, lrn_scale(a, active, size=size, alpha=alpha, beta=beta, k=k),
                 label=f"{active} of {size} channels active" if active > 1 else "only the channel itself")
     ax.axhline(k ** -beta, color="#777", linestyle=":", linewidth=1)
-    ax.text(max_activation, k ** -beta, f"k^-β = {k ** -beta:.2f}  ", ha="right", va="bottom", fontsize=8, color="#555")
+    ax.text(max_activation, k ** -beta, f"$k^{{-\\beta}}$ = {k ** -beta:.2f}  ", ha="right", va="bottom", fontsize=8, color="#555")
     ax.set_xlabel("activation a (the same value in every active channel)")
     ax.set_ylabel("b / a  (output ÷ input)")
     ax.set_ylim(0, 1)
