@@ -8,7 +8,8 @@ The steps of notebook 08, each for a Keras model or a PyTorch module alike:
 * :func:`copy_weights` copies every layer but the classifier from a trained model into a new one
   with a different number of classes, and :func:`freeze` stops the convolutions from training:
   the two steps of fine-tuning;
-* :func:`save_model` writes a model to disk without ever leaving a half-written file;
+* :func:`save_model` writes a model to disk without ever leaving a half-written file, and
+  :func:`save_preprocess` the normalization statistics and class names that go with it;
 * :func:`predict_image` classifies one image file, preprocessed exactly as the training images were.
 
 This module imports neither TensorFlow nor PyTorch until a model of that framework is passed in.
@@ -17,6 +18,8 @@ This module imports neither TensorFlow nor PyTorch until a model of that framewo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import secrets
 from collections.abc import Sequence
@@ -31,7 +34,7 @@ from .data import ImageSet
 
 __all__ = [
     "CONV_LAYERS", "keep_classes", "folder_tree", "load_image", "ImagePrediction", "predict_image",
-    "copy_weights", "freeze", "parameter_counts", "save_model",
+    "copy_weights", "freeze", "parameter_counts", "save_model", "save_preprocess", "load_preprocess",
 ]
 
 #: The convolutional layers of every AlexNet preset: the "features" that fine-tuning keeps frozen.
@@ -301,3 +304,35 @@ def save_model(model, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def save_preprocess(path: str | os.PathLike, preprocess: pipelines.Preprocess, classes: Sequence[str]) -> Path:
+    """Write what a saved model needs besides its weights: the preprocessing and the class names, as JSON.
+
+    A model file holds no normalization statistics and no class names, yet predicting needs both
+    (:func:`predict_image`). Written atomically, like :func:`save_model`. Returns the path.
+    """
+    path = Path(path)
+    text = json.dumps({"preprocess": dataclasses.asdict(preprocess), "classes": list(classes)}, indent=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_preprocess(path: str | os.PathLike) -> tuple[pipelines.Preprocess, tuple[str, ...]]:
+    """Read a file written by :func:`save_preprocess`: ``(preprocess, classes)``."""
+    path = Path(path)
+    try:
+        saved = json.loads(path.read_text())
+        preprocess = pipelines.Preprocess(**saved["preprocess"])
+        classes = tuple(saved["classes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a preprocessing file written by save_preprocess ({e}).") from e
+    return preprocess, classes

@@ -238,3 +238,14 @@ def test_save_model_keras_round_trip(tmp_path):
     reloaded = keras.saving.load_model(path)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(reloaded.predict_on_batch(x), model.predict_on_batch(x))
+
+
+def test_save_and_load_preprocess_round_trip(tmp_path):
+    pre = pipelines.Preprocess.for_training(random_set())
+    path = own_images.save_preprocess(tmp_path / "pets.json", pre, ("cat", "dog"))
+    loaded, classes = own_images.load_preprocess(path)
+    assert loaded == pre and classes == ("cat", "dog")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pets.json"]
+    (tmp_path / "bad.json").write_text('{"preprocess": {"crop": "zoom"}, "classes": []}')
+    with pytest.raises(ValueError, match="bad.json is not a preprocessing file"):
+        own_images.load_preprocess(tmp_path / "bad.json")
