@@ -1,0 +1,234 @@
+"""How fast do the input pipelines make batches, next to how fast the models they feed train?
+
+For each data set (Fashion-MNIST resized 28 -> 227, CIFAR-10 at 32×32, both with the paper's
+augmentation) and each framework, this prints:
+
+* **pipeline**: images/s the input pipeline alone delivers (``torch_loader`` with 0 and 2 worker
+  processes, ``tf_dataset``), in steady state: the first batch of every pass (start-up) is not counted;
+* **training**: images/s of training steps (forward, backward, SGD update) of the model it feeds, on a
+  batch already in memory: the classic AlexNet with 1 input channel for 227×227 Fashion-MNIST (the
+  ``fashion_mnist`` preset resizes inside the model instead), the ``cifar10`` preset for CIFAR-10;
+* **fed**: images/s of the same training steps taking their batches from the pipeline.
+
+The pipeline is not the bottleneck when its images/s is well above the training images/s, and
+"fed" is then close to "training". Every figure is the median over repetitions, after a warm-up.
+The images are random, of the data sets' shapes: the speed does not depend on the pixel values.
+
+Usage::
+
+    python benchmarks/bench_pipelines.py --quick            # a few minutes on 2 idle CPU cores
+    python benchmarks/bench_pipelines.py --json results.json
+
+From Python (e.g. a future ``alexnet-lab bench``)::
+
+    from benchmarks.bench_pipelines import run
+    rows = run(quick=True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a clone without installing
+
+from alexnet_lab import data, pipelines  # noqa: E402
+
+# Each case: a data set's image shape, the Preprocess arguments, and the model the pipeline feeds.
+CASES = {
+    "fashion_mnist 28->227": dict(shape=(28, 28, 1), image_size=227,
+                                  model=dict(preset="classic", in_channels=1, num_classes=10)),
+    "cifar10 32": dict(shape=(32, 32, 3), image_size=None, model=dict(preset="cifar10")),
+}
+
+SETTINGS = {
+    # images per pipeline pass, repetitions, batch size, training steps timed per repetition
+    True: dict(images=384, reps=2, batch_size=32, train_steps=2),
+    False: dict(images=4096, reps=5, batch_size=64, train_steps=6),
+}
+
+
+def _median_rate(times: list[float], images: int) -> float:
+    return images / statistics.median(times)
+
+
+def time_pipeline(make, reps: int) -> tuple[float, int]:
+    """Median images/s over ``reps`` passes of the pipeline ``make()``, not counting each pass's first batch."""
+    times, counted = [], 0
+    for _ in range(reps):
+        batches = iter(make())
+        next(batches)                                   # start-up: threads, workers, first plan
+        start, counted = time.perf_counter(), 0
+        for _, y in batches:
+            counted += len(y)
+        times.append(time.perf_counter() - start)
+    return _median_rate(times, counted), counted
+
+
+def torch_trainer(model_kwargs):
+    """A function doing one SGD step of the PyTorch model on a batch ``(x, y)``."""
+    import torch
+
+    from alexnet_lab import torch_models
+
+    model = torch_models.alexnet(**model_kwargs)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def keras_trainer(model_kwargs):
+    """A function doing one SGD step of the Keras model on a batch ``(x, y)``."""
+    import keras
+
+    from alexnet_lab import keras_models
+
+    model = keras_models.alexnet(**model_kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    def step(x, y):
+        return float(model.train_on_batch(x, y))
+
+    return step
+
+
+def time_training(step, batches, steps: int, reps: int, batch_size: int) -> float:
+    """Median images/s of ``steps`` training steps, ``reps`` times, after one warm-up step.
+
+    ``batches`` is a function returning an iterator of ``(x, y)``, called once per repetition (pass one
+    that repeats a single batch to time the model alone). The clock starts once the first batch is
+    there, and counts getting each following batch: what a training loop waits for in an epoch.
+    """
+    x, y = next(iter(batches()))
+    step(x, y)                                          # warm-up: tracing, memory allocation
+    times = []
+    for _ in range(reps):
+        it = iter(batches())
+        x, y = next(it)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(x, y)
+            x, y = next(it)
+        times.append(time.perf_counter() - start)
+    return _median_rate(times, steps * batch_size)
+
+
+def _repeat(batch):
+    def batches():
+        while True:
+            yield batch
+    return batches
+
+
+def bench_case(name: str, case: dict, settings: dict) -> list[dict]:
+    """The rows of one data set: one per input pipeline, with the training speed of the model it feeds."""
+    n, reps, bs, steps = settings["images"], settings["reps"], settings["batch_size"], settings["train_steps"]
+    train, _ = data.random_dataset(n, 1, case["shape"])
+    pre = pipelines.Preprocess.for_training(train, image_size=case["image_size"])
+    fed_images = pipelines.num_batches(n, bs, drop_last=True) * bs
+    steps = min(steps, fed_images // bs - 1)            # the fed run must not run out of batches
+    rows = []
+    for framework in ("torch", "keras"):
+        if framework == "torch":
+            variants = {f"torch_loader(num_workers={w})": dict(num_workers=w) for w in (0, 2)}
+            make_trainer, make_loader = torch_trainer, pipelines.torch_loader
+        else:
+            variants = {"tf_dataset": {}}
+            make_trainer, make_loader = keras_trainer, pipelines.tf_dataset
+        step = make_trainer(case["model"])
+        first = next(iter(make_loader(train, pre, batch_size=bs, **next(iter(variants.values())))))
+        train_rate = time_training(step, _repeat(first), steps, reps, bs)
+        for label, kwargs in variants.items():
+            make = functools.partial(make_loader, train, pre, batch_size=bs, drop_last=True, **kwargs)
+            pipe_rate, counted = time_pipeline(make, reps)
+            fed_rate = time_training(step, make, steps, reps, bs)
+            rows.append(dict(
+                load_average=round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, data=name, framework=framework, pipeline=label, batch_size=bs,
+                output_shape=list(first[0].shape[1:]), images_per_pass=counted, repetitions=reps,
+                pipeline_images_per_s=round(pipe_rate, 1),
+                model=", ".join(f"{k}={v}" for k, v in case["model"].items()),
+                training_images_per_s=round(train_rate, 1), fed_training_images_per_s=round(fed_rate, 1),
+                pipeline_over_training=round(pipe_rate / train_rate, 1),
+            ))
+            print(_format_row(rows[-1]), flush=True)
+    return rows
+
+
+def run(quick: bool = True) -> list[dict]:
+    """Measure every case; returns one dict per (data set, input pipeline) and prints them as they come."""
+    settings = SETTINGS[bool(quick)]
+    print(f"input pipelines vs training, {'quick' if quick else 'full'} settings {settings}; "
+          f"{os.cpu_count()} CPU cores{_load()}; images/s, medians over {settings['reps']} repetitions", flush=True)
+    print(_format_header(), flush=True)
+    rows = []
+    for name, case in CASES.items():
+        rows.extend(bench_case(name, case, settings))
+    return rows
+
+
+def _load() -> str:
+    """The machine's load average, where the OS reports one: other programs running slow every figure down."""
+    try:
+        return f" (load average {os.getloadavg()[0]:.1f})"
+    except (AttributeError, OSError):
+        return ""
+
+
+def _format_header() -> str:
+    return (f"{'data':<22} {'pipeline':<26} {'pipeline':>10} {'model':<44} {'training':>9} {'fed':>9} "
+            f"{'pipe/train':>10}")
+
+
+def _format_row(r: dict) -> str:
+    return (f"{r['data']:<22} {r['pipeline']:<26} {r['pipeline_images_per_s']:>10.0f} {r['model']:<44} "
+            f"{r['training_images_per_s']:>9.1f} {r['fed_training_images_per_s']:>9.1f} "
+            f"{r['pipeline_over_training']:>9.0f}x")
+
+
+def write_json(rows: list[dict], path: str | os.PathLike) -> None:
+    """Write ``rows`` to ``path`` as JSON, through a temporary file so that a failed write leaves no broken file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(rows, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images, steps and repetitions")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        parser.error(f"--json: the folder {Path(args.json).resolve().parent} does not exist")
+    rows = run(quick=args.quick)
+    if args.json:
+        write_json(rows, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
