@@ -290,6 +290,17 @@ def _set_rng_state(state: dict, generators: list[torch.Generator]) -> None:
         g.set_state(s)
 
 
+def _set_loader_epoch(data, epoch: int) -> None:
+    """On resume, tell a loader that counts epochs itself (``sampler.set_epoch``) which epoch comes next.
+
+    ``alexnet_lab.pipelines.torch_loader`` draws each epoch's order and augmentation from
+    ``(seed, epoch)``; a loader made afresh after a restart would otherwise start again at epoch 0.
+    """
+    for owner in (getattr(data, "sampler", None), getattr(data, "batch_sampler", None)):
+        if hasattr(owner, "set_epoch"):
+            owner.set_epoch(epoch)
+
+
 def _loader_generators(data) -> list[torch.Generator]:
     """The random generators a DataLoader shuffles with, if it was given its own (``generator=``)."""
     found = []
@@ -478,6 +489,7 @@ def fit(
     if resume:
         start_epoch, history = _resume(checkpoint, model, opt, scheduler, scaler, stopper, generators, history,
                                        verbose)
+        _set_loader_epoch(train, start_epoch)
         if stopper is not None and stopper.wait >= stopper.patience:
             if verbose:
                 print("alexnet-lab: this run had already stopped early; nothing to resume.")

@@ -327,3 +327,57 @@ def test_missing_tensorboard_is_reported(data, tmp_path, monkeypatch):
     train, _ = data
     with pytest.raises(ImportError, match="pip install tensorboard"):
         torch_training.fit(small_net(), train, epochs=1, tensorboard_dir=tmp_path, **quiet())
+
+
+# ---------------------------------------------------------------------------
+# Real data (skipped unless ALEXNET_LAB_DATA names the shared data folder; see tests/conftest.py)
+# ---------------------------------------------------------------------------
+needs_real_data = pytest.mark.skipif(not os.environ.get("ALEXNET_LAB_DATA"),
+                                     reason="real data sets: set ALEXNET_LAB_DATA to the shared data folder")
+
+
+def _real(dataset: str, per_class: int, test_per_class: int):
+    from alexnet_lab import data
+
+    load = {"fashion_mnist": data.load_fashion_mnist, "cifar10": data.load_cifar10}[dataset]
+    return load(per_class=per_class, test_per_class=test_per_class, download=False)
+
+
+@needs_real_data
+@pytest.mark.parametrize("dataset, min_accuracy", [("fashion_mnist", 0.5), ("cifar10", 0.25)])
+def test_smoke_training_on_real_data_learns(dataset, min_accuracy):
+    from alexnet_lab import pipelines
+
+    train, test = _real(dataset, per_class=200, test_per_class=50)
+    pre = pipelines.Preprocess.for_training(train).without_augmentation()
+    alexnet_lab.seed_everything(0, frameworks=("torch",))
+    h, w, c = train.shape
+    model = torch_models.lenet5(num_classes=10, activation="relu", in_channels=c, image_size=h)
+    history = torch_training.fit(model, pipelines.torch_loader(train, pre, batch_size=32, shuffle=True),
+                                 pipelines.torch_loader(test, pre, batch_size=128), epochs=4, optimizer="adam",
+                                 lr=2e-3, label=dataset, **quiet())
+    result = torch_training.evaluate(model, pipelines.torch_loader(test, pre, batch_size=128))
+    assert history["loss"][-1] < history["loss"][0]
+    assert result["accuracy"] > min_accuracy  # held-out images; chance is 0.1
+
+
+@needs_real_data
+def test_resume_with_the_course_pipeline_replays_the_same_augmented_epochs(tmp_path):
+    from alexnet_lab import pipelines
+
+    train, test = _real("fashion_mnist", per_class=20, test_per_class=10)
+    pre = pipelines.Preprocess.for_training(train)  # random crops, flips: they depend on the epoch number
+    kw = quiet(lr=0.02)
+
+    def loaders():
+        return (pipelines.torch_loader(train, pre, batch_size=32, seed=3),
+                pipelines.torch_loader(test, pre.without_augmentation(), batch_size=100))
+
+    alexnet_lab.seed_everything(1, frameworks=("torch",))
+    whole = torch_training.fit(torch_models.lenet5(), *loaders(), epochs=3, **kw)
+    alexnet_lab.seed_everything(1, frameworks=("torch",))
+    torch_training.fit(torch_models.lenet5(), *loaders(), epochs=1, checkpoint_dir=tmp_path, **kw)
+    resumed = torch_training.fit(torch_models.lenet5(), *loaders(), epochs=3, checkpoint_dir=tmp_path, resume=True,
+                                 **kw)  # fresh loaders, as after a restart: they would start at epoch 0
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert resumed[key] == whole[key], key
