@@ -327,3 +327,26 @@ def test_bad_inputs_get_actionable_errors(data):
         keras_training.fit(small_net(), (x, np.eye(4, dtype=np.float32)[y]), **quiet())
     with pytest.raises(ValueError, match="batches of shape"):
         keras_training.fit(small_net(), tf.data.Dataset.from_tensor_slices((x, y)), **quiet())
+
+
+# ---------------------------------------------------------------------------
+# Real data (skipped unless ALEXNET_LAB_DATA names the shared data folder; see tests/conftest.py)
+# ---------------------------------------------------------------------------
+@pytest.mark.skipif(not os.environ.get("ALEXNET_LAB_DATA"),
+                    reason="real data sets: set ALEXNET_LAB_DATA to the shared data folder")
+@pytest.mark.parametrize("dataset, min_accuracy", [("fashion_mnist", 0.5), ("cifar10", 0.25)])
+def test_smoke_training_on_real_data_learns(dataset, min_accuracy):
+    from alexnet_lab import data, pipelines
+
+    load = {"fashion_mnist": data.load_fashion_mnist, "cifar10": data.load_cifar10}[dataset]
+    train, test = load(per_class=200, test_per_class=50, download=False)
+    pre = pipelines.Preprocess.for_training(train).without_augmentation()
+    alexnet_lab.seed_everything(0)
+    h, w, c = train.shape
+    model = keras_models.lenet5(num_classes=10, activation="relu", in_channels=c, image_size=h)
+    history = keras_training.fit(model, pipelines.tf_dataset(train, pre, batch_size=32, shuffle=True),
+                                 pipelines.tf_dataset(test, pre, batch_size=128), epochs=4, optimizer="adam",
+                                 lr=2e-3, label=dataset, **quiet())
+    result = keras_training.evaluate(model, pipelines.tf_dataset(test, pre, batch_size=128))
+    assert history["loss"][-1] < history["loss"][0]
+    assert result["accuracy"] > min_accuracy  # held-out images; chance is 0.1
