@@ -37,7 +37,7 @@ __all__ = [
     "Dropout", "Flatten", "Dense", "Resize",
     "Preset", "PRESETS", "preset_names", "get_preset", "describe_alexnet", "describe_lenet5",
     "LayerRow", "compute_rows", "layer_table", "totals", "conv_output_size", "min_image_size",
-    "format_table", "ImageSizeWarning",
+    "format_table", "compare_tables", "ImageSizeWarning",
 ]
 
 
@@ -491,6 +491,48 @@ def format_table(rows: list[LayerRow]) -> str:
     lines.append("-" * len(header))
     lines.append(f"{'total':<10} {'':<16} {'':<16} {t['params']:>12,} {t['macs']:>15,} {t['activations']:>12,}")
     lines.append(f"neurons (conv + fully connected outputs per image): {t['neurons']:,}")
+    return "\n".join(lines)
+
+
+_COMPARED_KINDS = ("Resize", "Conv", "MaxPool", "AvgPool", "AdaptiveAvgPool", "Flatten", "Dense")
+
+
+def compare_tables(rows_a: list[LayerRow], rows_b: list[LayerRow], labels: tuple[str, str] = ("a", "b")) -> str:
+    """Two layer tables side by side, as aligned text: each layer's operation, output shape and parameters.
+
+    Layers are matched by name (``conv1`` with ``conv1``); a layer only one network has shows ``-``
+    on the other side. Activations, dropout and normalization are left out (they change no shape).
+    The last lines compare the totals, with the ratio ``b / a``. Example::
+
+        print(compare_tables(layer_table("classic", num_classes=10), layer_table("cifar10"),
+                             labels=("classic", "cifar10")))
+    """
+    if len(labels) != 2:
+        raise ValueError(f"labels must name the two tables, e.g. ('classic', 'cifar10'); got {labels!r}.")
+    by_name = [{r.name: r for r in rows if r.kind in _COMPARED_KINDS} for rows in (rows_a, rows_b)]
+    names = list(by_name[0]) + [n for n in by_name[1] if n not in by_name[0]]
+
+    def cells(row: LayerRow | None) -> str:
+        if row is None:
+            return f"{'-':<16} {'-':<12} {'-':>11}"
+        operation = row.detail or row.kind.lower()
+        return f"{operation:<16} {'×'.join(map(str, row.output_shape)):<12} {row.params:>11,}"
+
+    width = 41
+    lines = [f"{'':<8} | {labels[0]:<{width}} | {labels[1]}",
+             f"{'layer':<8} | {'operation':<16} {'output':<12} {'params':>11} | {'operation':<16} {'output':<12} "
+             f"{'params':>11}"]
+    lines.append("-" * len(lines[1]))
+    for name in names:
+        lines.append(f"{name:<8} | {cells(by_name[0].get(name))} | {cells(by_name[1].get(name))}")
+    lines.append("-" * len(lines[1]))
+    ta, tb = totals(rows_a), totals(rows_b)
+    w = max(15, *(len(label) for label in labels))
+    lines.append(f"{'totals':<22} {labels[0]:>{w}} | {labels[1]:>{w}} | ratio")
+    for key, text in (("params", "parameters"), ("macs", "MACs per image"), ("activations", "activations per image")):
+        ratio = f"{tb[key] / ta[key]:.3g}" if ta[key] else "-"
+        lines.append(f"{text:<22} {ta[key]:>{w},} | {tb[key]:>{w},} | {ratio}")
+    lines.append(f"(ratio: {labels[1]} / {labels[0]})")
     return "\n".join(lines)
 
 

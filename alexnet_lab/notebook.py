@@ -44,12 +44,19 @@ def versions() -> str:
     return ", ".join(unique)
 
 
-def start(profile_name: str | None = None, *, seed: int | None = 0):
-    """Activate a run profile, print what it means, seed every library, and return the profile."""
+def start(profile_name: str | None = None, *, seed: int | None = 0, topic: str | None = None):
+    """Activate a run profile, print what it means, seed every library, and return the profile.
+
+    ``topic``: a training notebook's entry in :data:`alexnet_lab.profiles.NOTEBOOKS` (e.g.
+    ``"cifar10"``); the profile returned (and described) then has that notebook's settings,
+    ``profile.for_notebook(topic)``.
+    """
     quiet_tensorflow()
     from . import profiles
 
     profile = profiles.use(profile_name)
+    if topic is not None:
+        profile = profile.for_notebook(topic)
     print(profile.describe())
     print(versions(), f"| {os.cpu_count()} CPU cores | {sys.platform}")
     if seed is not None:

@@ -27,7 +27,7 @@ from . import architecture as arch
 
 __all__ = [
     "plot_history", "LiveCurves", "show_images", "confusion_matrix", "per_class_accuracy",
-    "plot_confusion_matrix", "softmax", "confident_mistake_indices", "most_confident_mistakes",
+    "plot_confusion_matrix", "plot_per_class_accuracy", "softmax", "confident_mistake_indices", "most_confident_mistakes",
     "filter_mosaic", "plot_filters", "conv1_weights", "feature_maps", "plot_feature_maps",
     "Stage", "architecture_stages", "plot_architecture", "plot_layer_costs", "save_figure",
 ]
@@ -100,6 +100,9 @@ def _draw_metric(ax, histories, metric: str) -> None:
     ax.set_title(metric.replace("_", " "))
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if max((h.epochs for h in histories), default=0) == 1:  # one point per line: show epoch 1, not 0.95 ... 1.05
+        ax.set_xlim(0.5, 1.5)
+        ax.set_xticks([1])
     if "accuracy" in metric:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(alpha=0.3)
@@ -327,6 +330,50 @@ def plot_confusion_matrix(y_true, y_pred, classes: Sequence[str], normalize: boo
     ax.set_ylabel("true class")
     accuracy = np.trace(m) / max(m.sum(), 1)
     ax.set_title(title or f"accuracy {accuracy:.1%} on {m.sum():,} images")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_accuracy(y_true, predictions, classes: Sequence[str], ax=None, title: str | None = None):
+    """Each class's accuracy as horizontal bars, one colour per model, with the chance level dashed.
+
+    ``predictions``: one model's predicted class indices, or a dict ``{name: predictions}`` to
+    compare several models (e.g. ``{"Keras": k_pred, "PyTorch": t_pred}``) on the same ``y_true``.
+    The legend gives each model's overall accuracy. Classes are listed top to bottom in ``classes``' order.
+    """
+    runs = dict(predictions) if isinstance(predictions, dict) else {"model": predictions}
+    if not runs:
+        raise ValueError("plot_per_class_accuracy needs at least one model's predictions.")
+    k = len(classes)
+    y_true = _class_indices("y_true", y_true, k)
+    if ax is None:
+        fig, grid = _new_figure(figsize=(6.4, 0.8 + 0.32 * k * max(1, len(runs)) ** 0.5))
+        ax = grid[0, 0]
+    else:
+        fig = ax.figure
+    height = 0.8 / len(runs)
+    positions = np.arange(k)
+    for i, (name, y_pred) in enumerate(runs.items()):
+        y_pred = _class_indices(f"predictions[{name!r}]", y_pred, k)
+        if len(y_pred) != len(y_true):
+            raise ValueError(f"y_true has {len(y_true)} labels but the predictions of {name!r} have {len(y_pred)}.")
+        accuracy = per_class_accuracy(y_true, y_pred, k)
+        overall = float(np.mean(y_pred == y_true)) if len(y_true) else float("nan")
+        offset = (i - (len(runs) - 1) / 2) * height
+        ax.barh(positions + offset, np.nan_to_num(accuracy), height=height * 0.92, color=COLORS[i % len(COLORS)],
+                label=f"{name} ({overall:.1%} overall)")
+    ax.axvline(1 / k, color="#555", linestyle="--", linewidth=1, label=f"chance ({1 / k:.0%})")
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_yticks(positions, classes, fontsize=8)
+    ax.invert_yaxis()  # first class at the top
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("accuracy (share of the class's images classified correctly)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    counts = np.bincount(y_true, minlength=k)
+    ax.set_title(title or f"accuracy per class ({counts.min():,} to {counts.max():,} images per class)", fontsize=10)
     fig.tight_layout()
     return fig
 
