@@ -50,7 +50,7 @@ PRESETS = ("classic", "cifar10")
 FRAMEWORKS = ("torch", "keras")
 SETTINGS = {
     # batch size per preset, warm-up steps, timed steps
-    True: dict(batch={"classic": 8, "cifar10": 32}, warmup=1, steps=3),
+    True: dict(batch={"classic": 4, "cifar10": 16}, warmup=1, steps=3),
     False: dict(batch={"classic": 32, "cifar10": 128}, warmup=3, steps=10),
 }
 GPU_BATCH = {"classic": 128, "cifar10": 256}  # a GPU needs bigger batches to be busy
@@ -124,13 +124,23 @@ def _torch_case(preset: str, batch_size: int, warmup: int, steps: int, device, h
     return train, _median_rate(inference_step, batch_size, warmup, steps, sync)
 
 
-def bench_torch(preset: str, batch_size: int, warmup: int, steps: int, device=None) -> list[dict]:
+def _say(rows: list[dict]) -> None:
+    """Print the rows just measured (to stderr, so a long run shows where it is)."""
+    for r in rows:
+        print(f"  {r['framework']} {r['preset']} {r['variant']} {r['mode']}: {r['images_per_s']:.2f} img/s "
+              f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+
+
+def bench_torch(preset: str, batch_size: int, warmup: int, steps: int, device=None, progress=False) -> list[dict]:
     from alexnet_lab import devices
 
     device = devices.torch_device(device, announce=False)
     rows = []
     for name, half, channels_last in torch_variants(device):
         train, infer = _torch_case(preset, batch_size, warmup, steps, device, half, channels_last)
+        if progress:
+            _say([dict(framework="torch", preset=preset, variant=name, mode=m, images_per_s=r)
+                  for m, r in (("train", train), ("inference", infer))])
         for mode, rate in (("train", train), ("inference", infer)):
             rows.append(dict(framework="torch", preset=preset, variant=name, mode=mode, batch_size=batch_size,
                              images_per_s=rate, device=devices.describe_device(device)))
@@ -164,12 +174,15 @@ def _keras_case(preset: str, batch_size: int, warmup: int, steps: int, policy: s
     return train, infer
 
 
-def bench_keras(preset: str, batch_size: int, warmup: int, steps: int) -> list[dict]:
+def bench_keras(preset: str, batch_size: int, warmup: int, steps: int, progress=False) -> list[dict]:
     from alexnet_lab import keras_training
 
     rows = []
     for policy in ("float32", "mixed_bfloat16"):
         train, infer = _keras_case(preset, batch_size, warmup, steps, policy)
+        if progress:
+            _say([dict(framework="keras", preset=preset, variant=policy, mode=m, images_per_s=r)
+                  for m, r in (("train", train), ("inference", infer))])
         for mode, rate in (("train", train), ("inference", infer)):
             rows.append(dict(framework="keras", preset=preset, variant=policy, mode=mode, batch_size=batch_size,
                              images_per_s=rate, device=keras_training.device_description()))
@@ -229,18 +242,15 @@ def run(*, frameworks=FRAMEWORKS, presets=PRESETS, quick: bool = False, batch_si
 
                 on_gpu = torch.cuda.is_available() and device in (None, "cuda")
                 size = batch_size or (GPU_BATCH[preset] if on_gpu and not quick else size)
-                new = bench_torch(preset, size, settings["warmup"], settings["steps"], device)
+                new = bench_torch(preset, size, settings["warmup"], settings["steps"], device, progress)
                 used = torch.get_num_threads()
             else:
                 import tensorflow as tf
 
-                new = bench_keras(preset, size, settings["warmup"], settings["steps"])
+                new = bench_keras(preset, size, settings["warmup"], settings["steps"], progress)
                 used = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
             for r in new:
                 r.update(threads=used, load_average=round(os.getloadavg()[0], 2))
-                if progress:
-                    print(f"  {framework} {preset} {r['variant']} {r['mode']}: {r['images_per_s']:.1f} img/s "
-                          f"(load average {r['load_average']})", file=sys.stderr, flush=True)
             rows += new
     return _add_speedups(rows)
 
