@@ -40,12 +40,94 @@ from .data import ImageSet
 from .history import History
 
 __all__ = [
-    "describe_figure1_net", "epochs_to_error", "speedup", "SpeedupResult", "relu_vs_tanh", "plot_training_error",
+    "plot_activation_functions", "plot_size_comparison", "describe_figure1_net", "epochs_to_error", "speedup", "SpeedupResult", "relu_vs_tanh", "plot_training_error",
     "training_throughput", "training_memory_estimate", "saved_for_backward_bytes",
     "batch_size_costs", "plot_batch_size_costs", "activation_stds", "plot_activation_stds", "reinitialize",
+    "scale_output_layer", "plot_against_healthy",
 ]
 
 MiB = 2**20
+
+
+# ---------------------------------------------------------------------------
+# LeNet-5 against AlexNet, and the activation functions
+# ---------------------------------------------------------------------------
+def _new_figure(rows: int = 1, cols: int = 1, **kwargs):
+    from .plots import _new_figure as new_figure
+
+    return new_figure(rows, cols, **kwargs)
+
+
+def _short(value: float) -> str:
+    """A count in short form: 950, 4.1k, 37.7M, 1.1G."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def plot_size_comparison(tables: Mapping[str, Sequence[arch.LayerRow]], bytes_per_value: int = 4,
+                         title: str | None = None):
+    """Whole networks side by side: parameters, MACs per image and activation memory per image, on log scales.
+
+    ``tables``: ``{"LeNet-5": layer_table("lenet5"), "AlexNet": layer_table("classic")}`` (any number
+    of networks, the first is the reference the others are compared with). Activation memory is every
+    layer's output for one image, ``activations × bytes_per_value`` (float32: 4 bytes).
+    """
+    if len(tables) < 1:
+        raise ValueError("plot_size_comparison needs at least one {name: layer_table(...)}.")
+    names = list(tables)
+    totals = {n: arch.totals(list(rows)) for n, rows in tables.items()}
+    panels = (("params", "parameters", 1, "#8cb4e0"), ("macs", "multiply-accumulates per image", 1, "#f2b880"),
+              ("activations", "activation memory per image (bytes)", bytes_per_value, "#9fd3a5"))
+    fig, grid = _new_figure(1, 3, figsize=(11.0, 3.6))
+    x = np.arange(len(names))
+    for ax, (key, label, factor, color) in zip(grid[0], panels):
+        values = np.array([totals[n][key] * factor for n in names], dtype=float)
+        ax.bar(x, values, color=color, edgecolor="#444", linewidth=0.6, width=0.6)
+        ax.set_yscale("log")
+        ax.set_ylim(values.min() / 3, values.max() * 40)
+        for xi, v in zip(x, values):
+            ratio = f"\n{v / values[0]:,.0f}×" if xi > 0 else ""
+            unit = "B" if factor != 1 else ""
+            ax.text(xi, v * 1.3, _short(v) + unit + ratio, ha="center", va="bottom", fontsize=8.5)
+        ax.set_xticks(x, names)
+        ax.set_title(label, fontsize=9.5)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or " vs ".join(names) + ": the whole network, one image", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activation_functions(functions: Sequence[str] = ("tanh", "relu", "sigmoid"), limit: float = 4.0):
+    """The activation functions (left) and their derivatives (right), which scale every gradient passing back."""
+    x = np.linspace(-limit, limit, 401)
+    curves = {
+        "relu": (np.maximum(x, 0), (x > 0).astype(float), "#1f77b4", "-"),
+        "tanh": (np.tanh(x), 1 - np.tanh(x) ** 2, "#d62728", "--"),
+        "sigmoid": (1 / (1 + np.exp(-x)), np.exp(-x) / (1 + np.exp(-x)) ** 2, "#7f7f7f", ":"),
+    }
+    unknown = [f for f in functions if f not in curves]
+    if unknown:
+        raise ValueError(f"Unknown activation(s) {unknown}; choose from {list(curves)}.")
+    fig, grid = _new_figure(1, 2, figsize=(10.0, 3.4))
+    value_ax, slope_ax = grid[0]
+    for name in functions:
+        f, df, color, style = curves[name]
+        value_ax.plot(x, f, style, color=color, linewidth=2, label=name)
+        slope_ax.plot(x, df, style, color=color, linewidth=2, label=name)
+    value_ax.set_title("f(x)", fontsize=10)
+    slope_ax.set_title("f'(x): how much of the gradient gets through", fontsize=10)
+    for ax in (value_ax, slope_ax):
+        ax.axhline(0, color="#999", linewidth=0.6)
+        ax.axvline(0, color="#999", linewidth=0.6)
+        ax.set_xlabel("x (the unit's input)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    value_ax.set_ylim(-1.3, min(limit, 3.0))
+    slope_ax.set_ylim(-0.1, 1.15)
+    fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------------------
@@ -211,12 +293,6 @@ def relu_vs_tanh(train: ImageSet, *, epochs: int, batch_size: int = 64, lr: floa
     settings = {"batch_size": batch_size, "lr": lr, "momentum": momentum, "seed": seed, "filters": tuple(filters),
                 "max_batches": max_batches}
     return SpeedupResult(histories, target_error, epochs, reached, ratio, lower_bound, images, settings)
-
-
-def _new_figure(rows: int = 1, cols: int = 1, **kwargs):
-    from .plots import _new_figure as new_figure
-
-    return new_figure(rows, cols, **kwargs)
 
 
 def plot_training_error(result: SpeedupResult, ax=None, title: str | None = None):
@@ -535,6 +611,37 @@ def reinitialize(model, std: float, *, seed: int = 0) -> None:
             layer.bias.assign(np.zeros(tuple(layer.bias.shape), dtype=np.float32))
 
 
+def scale_output_layer(model, factor: float) -> None:
+    """Multiply the weights and bias of the model's last fully connected (or convolution) layer by ``factor``.
+
+    The fix for a first loss far above ``ln(num_classes)``: He initialization, which the
+    course's models use everywhere, is made for layers followed by a ReLU; on the output layer it
+    gives logits with a spread of a few units, so the network starts out confidently wrong.
+    ``factor=0.01`` makes the first logits nearly equal, the softmax nearly uniform and the first
+    loss ``ln(num_classes)``, while every later layer still learns from the first step.
+    """
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}.")
+    framework = framework_of(model)
+    if framework == "torch":
+        import torch
+        from torch import nn
+
+        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        if not layers:
+            raise ValueError("The model has no nn.Linear or nn.Conv2d layer to scale.")
+        with torch.no_grad():
+            layers[-1].weight.mul_(factor)
+            if layers[-1].bias is not None:
+                layers[-1].bias.mul_(factor)
+        return
+    layers = _keras_weighted_layers(model)
+    if not layers:
+        raise ValueError("The model has no Dense or Conv2D layer to scale.")
+    for variable in layers[-1].weights:
+        variable.assign(np.asarray(variable) * factor)
+
+
 def _keras_weighted_layers(model) -> list:
     import keras
 
@@ -607,4 +714,31 @@ def plot_activation_stds(stats: Mapping[str, Sequence[tuple[str, float]]], title
     ax.legend(fontsize=8)
     ax.set_title(title or "How the signal's spread changes through the network", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_against_healthy(healthy: History, broken: History, num_classes: int = 10, title: str | None = None):
+    """Training curves of a broken run next to a healthy one, with the loss of a uniform guess and chance accuracy.
+
+    Loss panel: ``ln(num_classes)``, the loss of predicting every class with the same probability,
+    as a dotted line; where the broken run's loss became NaN or infinite, a note says in which epoch.
+    Accuracy panel: chance, ``1 / num_classes``.
+    """
+    from .plots import plot_history
+
+    fig = plot_history(healthy, broken, metrics=("loss", "accuracy"), title=title)
+    loss_ax, accuracy_ax = fig.axes[:2]
+    loss_ax.axhline(math.log(num_classes), color="#444", linestyle=":", linewidth=1,
+                    label=f"ln {num_classes} = {math.log(num_classes):.2f}")
+    accuracy_ax.axhline(1 / num_classes, color="#444", linestyle=":", linewidth=1, label="chance")
+    finite = [v for h in (healthy, broken) for key in ("loss", "val_loss") for v in h.metrics.get(key, [])
+              if math.isfinite(v)]
+    if finite:
+        loss_ax.set_ylim(0, max(max(finite), math.log(num_classes)) * 1.15)
+    bad = [i for i, v in enumerate(broken.metrics.get("loss", []), start=1) if not math.isfinite(v)]
+    if bad:
+        loss_ax.text(0.5, 0.5, f"{broken.label or broken.framework}: loss NaN/inf\nfrom epoch {bad[0]}",
+                     transform=loss_ax.transAxes, ha="center", va="center", color="#d62728", fontsize=10)
+    loss_ax.legend(fontsize=7.5, loc="best")
+    accuracy_ax.legend(fontsize=7.5, loc="best")
     return fig

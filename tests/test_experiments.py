@@ -167,6 +167,34 @@ def test_reinitialize_and_vanishing_activations_torch():
         experiments.reinitialize(model, 0)
 
 
+def test_scale_output_layer_brings_the_first_loss_to_ln_classes():
+    torch.manual_seed(0)
+    model = torch_models.alexnet("cifar10").eval()
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    before = torch.nn.functional.cross_entropy(model(x), y).item()
+    weights, fc7 = model.fc8.weight.detach().clone(), model.fc7.weight.detach().clone()
+    experiments.scale_output_layer(model, 0.01)
+    assert torch.allclose(model.fc8.weight, 0.01 * weights)
+    assert torch.equal(model.fc7.weight, fc7), "only the last layer changes"
+    after = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert abs(after - math.log(10)) < 0.05 < abs(before - math.log(10)), (before, after)
+    with pytest.raises(ValueError, match="positive"):
+        experiments.scale_output_layer(model, -1)
+
+
+def test_plot_against_healthy_marks_ln_classes_and_nan():
+    healthy, broken = History("torch", "healthy"), History("torch", "lr too high")
+    for loss in (2.0, 1.5):
+        healthy.append(loss=loss, accuracy=0.4)
+    for loss in (40.0, float("nan")):
+        broken.append(loss=loss, accuracy=0.1)
+    fig = experiments.plot_against_healthy(healthy, broken)
+    loss_ax = fig.axes[0]
+    texts = [t.get_text() for t in loss_ax.texts]
+    assert any("NaN" in t and "epoch 2" in t for t in texts), texts
+    assert any("ln 10" in text.get_text() for text in loss_ax.get_legend().get_texts())
+
+
 # ---------------------------------------------------------------------------
 # Keras: the same measurements give the same numbers
 # ---------------------------------------------------------------------------
@@ -189,3 +217,8 @@ def test_keras_activation_stds_match_torch_after_transfer_and_reinitialize():
     kernel = np.asarray(k_model.get_layer("fc").kernel)
     assert kernel.std() == pytest.approx(0.01, rel=0.3) and not np.asarray(k_model.get_layer("fc").bias).any()
     assert experiments.training_throughput(k_model, 4, steps=1) > 0
+
+    fc = k_model.get_layer("fc")
+    kernel = np.asarray(fc.kernel)
+    experiments.scale_output_layer(k_model, 0.5)
+    assert np.allclose(np.asarray(fc.kernel), 0.5 * kernel)
