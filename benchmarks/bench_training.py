@@ -266,9 +266,10 @@ def format_table(rows: list[dict]) -> str:
         size = architecture.get_preset(preset).image_size
         lines.append(f"{framework:<9} {f'{preset} {size}':<15} {variant:<20} {t['batch_size']:>5} "
                      f"{t['images_per_s']:>12.1f} {t['speedup']:>6.2f} {i['images_per_s']:>12.1f} {i['speedup']:>6.2f}")
-    devices_seen = sorted({f"{r['device']}, {r['threads']} threads" for r in rows})
+    devices_seen = {f"{r['framework']}: {r['device']}": None for r in rows}
+    threads = {f"{r['framework']} {r['threads']}": None for r in rows}
     loads = [r["load_average"] for r in rows]
-    return "\n".join(lines + [f"device: {d}" for d in devices_seen]
+    return "\n".join(lines + [f"device, {d}" for d in devices_seen] + [f"CPU threads: {', '.join(threads)}"]
                      + [f"load average while measuring: {min(loads)} to {max(loads)} (on {os.cpu_count()} cores)"])
 
 
