@@ -25,9 +25,12 @@ other CPUs (e.g. AVX2 only)       off              off                 bf16 is e
 Apple MPS                         off              off                 not measured
 ================================  ==============  ==================  ====================
 
-The numbers behind this table come from ``benchmarks/bench_training.py``; run it on your
-machine and pass ``mixed_precision=False`` or ``channels_last=False`` to ``fit`` to switch
-either off.
+The CPU rows were measured with ``benchmarks/bench_training.py`` on an AVX2-only AMD EPYC:
+bfloat16 autocast trained the classic and cifar10 presets about 10 times slower than
+float32, and channels-last sped one preset up and slowed the other. The GPU rows follow
+NVIDIA's and PyTorch's guidance for tensor cores and have not been measured in this project
+yet. Run the benchmark on your machine, and pass ``mixed_precision=False`` or
+``channels_last=False`` to ``fit`` to switch either off.
 
 Nothing here imports PyTorch until a function needs it, so the Keras side can use
 :func:`cpu_has_fast_bf16` too.
