@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -44,7 +45,7 @@ from keras import ops  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 # keras_models registers the custom layers, so that saved models load.
-from . import devices, keras_models  # noqa: E402,F401
+from . import devices, distributed, keras_models  # noqa: E402,F401
 from .history import History  # noqa: E402
 
 __all__ = [
@@ -215,7 +216,8 @@ class ImageCount(keras.metrics.Metric):
         self.count.assign_add(ops.cast(ops.shape(y_true)[0], self.count.dtype))
 
     def result(self):
-        return self.count
+        # A copy: the variable itself would be read later, after validation has reset and reused it.
+        return ops.copy(self.count)
 
     def reset_state(self):
         self.count.assign(0.0)
@@ -473,6 +475,9 @@ def fit(
     * ``checkpoint_dir``: ``ModelCheckpoint`` saves ``model.keras`` (weights and optimizer
       state) after every epoch, and ``history.json`` records the history and what resuming needs.
     * ``tensorboard_dir``: adds Keras' ``TensorBoard`` callback.
+    * Several machines (``MultiWorkerMirroredStrategy``, ``TF_CONFIG``): build the model inside
+      ``strategy.scope()``; only the chief writes the checkpoint and TensorBoard logs, every
+      worker reads the checkpoint when resuming (see :mod:`alexnet_lab.distributed`).
     * There is no ``device``: TensorFlow uses the GPU when it sees one.
 
     ``fit`` compiles the model with ``SparseCategoricalCrossentropy(from_logits=True)`` and
@@ -514,19 +519,26 @@ def fit(
         print(f"alexnet-lab: Keras trains on {device_description()}; dtype policy {policy}"
               + ("" if channels_last is not False else "; channels_last=False ignored: Keras models are NHWC"))
 
-    callbacks, watched = _callbacks(history, directory, restore, epochs=epochs, initial_epoch=initial_epoch,
+    # Several machines: only the chief writes into checkpoint_dir. Saving a model is a collective
+    # operation there, so the other workers save too, into a scratch folder deleted at the end.
+    chief = distributed.is_chief()
+    scratch = Path(tempfile.mkdtemp(prefix="alexnet-lab-worker-")) if directory is not None and not chief else None
+    writes_to = scratch or directory
+    callbacks, watched = _callbacks(history, writes_to, restore, epochs=epochs, initial_epoch=initial_epoch,
                                     steps=_steps(train), lr=lr, monitor=monitor, mode=mode, schedule=schedule,
                                     plateau_patience=plateau_patience, step_every=step_every,
-                                    early_stopping=early_stopping, tensorboard_dir=tensorboard_dir, live=live,
-                                    progress=progress, verbose=verbose, label=label)
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
+                                    early_stopping=early_stopping, tensorboard_dir=tensorboard_dir if chief else None,
+                                    live=live, progress=progress, verbose=verbose, label=label)
+    if writes_to is not None:
+        writes_to.mkdir(parents=True, exist_ok=True)
     try:
         model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=0)  # shuffle: the dataset shuffles itself
     finally:
-        if directory is not None and (directory / _PARTIAL_NAME).exists():
-            (directory / _PARTIAL_NAME).unlink()  # a save that failed half-way
+        if writes_to is not None and (writes_to / _PARTIAL_NAME).exists():
+            (writes_to / _PARTIAL_NAME).unlink()  # a save that failed half-way
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     if verbose and "stopped_early_after_epoch" in history.info and watched.get("early_stopping") is not None:
         tqdm.write(f"Early stopping: {monitor} has not improved for {early_stopping} epochs.")
     return history

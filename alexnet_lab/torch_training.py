@@ -164,6 +164,41 @@ def _sync(device) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Several processes (torchrun + DistributedDataParallel, see alexnet_lab.distributed)
+# ---------------------------------------------------------------------------
+def _process_group() -> tuple[int, int] | None:
+    """``(rank, world_size)`` when this process is one of a ``torch.distributed`` group (torchrun), else None."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return None
+
+
+def _is_main_process() -> bool:
+    """True in a single-process run, and in process 0 of a distributed one: the only process that writes files."""
+    group = _process_group()
+    return group is None or group[0] == 0
+
+
+def _sum_over_processes(values: list, device) -> list:
+    """Sums (of losses, correct answers, images) added up over all processes; unchanged in a single process.
+
+    Each process sees its own part of every batch: only the sums over all processes give the
+    epoch's loss and accuracy, and give every process the same numbers, so that the schedules
+    and early stopping take the same decisions everywhere.
+    """
+    if _process_group() is None:
+        return values
+    totals = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(totals)
+    return totals.tolist()
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` wrapper: checkpoints store it, so any process count loads them."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# ---------------------------------------------------------------------------
 # Optimizers, schedules, early stopping
 # ---------------------------------------------------------------------------
 def make_optimizer(model: nn.Module, name: str = "sgd", *, lr: float = 0.01, momentum: float = 0.9,
@@ -352,7 +387,8 @@ def _train_epoch(model, batches, *, device, optimizer, scaler, precision, channe
     if seen == 0:
         raise ValueError("The training data gave no batches this epoch. A generator runs out after one pass: "
                          "pass a DataLoader or a list of batches instead.")
-    return {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen, "images": seen, "seconds": seconds}
+    loss_sum, correct, seen = _sum_over_processes([loss_sum.item(), correct.item(), seen], device)
+    return {"loss": loss_sum / seen, "accuracy": correct / seen, "images": int(seen), "seconds": seconds}
 
 
 def _eval_pass(model, data, *, device, precision, channels_last, max_batches, num_classes, keep_outputs=False):
@@ -377,6 +413,8 @@ def _eval_pass(model, data, *, device, precision, channels_last, max_batches, nu
                 labels.append(y.cpu())
     _sync(device)
     seconds = time.perf_counter() - start
+    if not keep_outputs:
+        loss_sum, correct, seen = _sum_over_processes([loss_sum, correct, seen], device)
     if seen == 0:
         raise ValueError("The evaluation data gave no batches.")
     result = {"loss": loss_sum / seen, "accuracy": correct / seen, "images_per_s": seen / seconds}
@@ -450,6 +488,12 @@ def fit(
         tensorboard_dir: also log the metrics there for TensorBoard (needs ``pip install tensorboard``).
         verbose: 1 prints the set-up and one line per epoch, 0 prints nothing.
 
+    Several processes (``torchrun``, see :mod:`alexnet_lab.distributed`): pass the model wrapped
+    in ``DistributedDataParallel`` and each process's share of the data. The losses, accuracies
+    and image counts are then summed over all processes (every process gets the same history),
+    only process 0 writes the checkpoint, and the checkpoint stores the unwrapped model, so a
+    run can resume with another number of processes.
+
     Returns:
         A :class:`~alexnet_lab.history.History` with, per epoch, ``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy`` (with ``val``), ``lr`` (the rate the epoch trained
@@ -483,6 +527,7 @@ def fit(
         "channels_last": use_channels_last, "channels_last_reason": channels_last_reason,
         "seed": _current_seed(), "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
         "schedule": schedule, "monitor": monitor, "max_batches": max_batches, "epochs": epochs,
+        "processes": (_process_group() or (0, 1))[1],
     })
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     start_epoch = 0
@@ -514,8 +559,8 @@ def fit(
                                      bar=batch_bar if progress else None)
             values = {"loss": stats["loss"], "accuracy": stats["accuracy"]}
             if val is not None:
-                v = _eval_pass(model, val, device=dev, precision=precision, channels_last=use_channels_last,
-                               max_batches=max_batches, num_classes=num_classes)
+                v = _eval_pass(_unwrapped(model), val, device=dev, precision=precision,
+                               channels_last=use_channels_last, max_batches=max_batches, num_classes=num_classes)
                 values.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
             values.update(lr=opt.param_groups[0]["lr"], images_per_s=stats["images"] / stats["seconds"],
                           epoch_time_s=time.perf_counter() - epoch_start)
@@ -530,8 +575,9 @@ def fit(
             if stop:
                 history.info["stopped_early_after_epoch"] = epoch + 1
             if checkpoint is not None:
-                save_checkpoint(checkpoint, _checkpoint_state(epoch + 1, model, opt, scheduler, scaler, stopper,
-                                                              generators, history))
+                state = _checkpoint_state(epoch + 1, model, opt, scheduler, scaler, stopper, generators, history)
+                if _is_main_process():  # distributed: process 0 alone writes
+                    save_checkpoint(checkpoint, state)
             _report(epoch, epochs, values, epoch_bar, writer, live, history, verbose)
             if stop:
                 if verbose:
@@ -551,9 +597,9 @@ def _current_seed() -> int | None:
 
 
 def _checkpoint_state(epochs_done, model, optimizer, scheduler, scaler, stopper, generators, history) -> dict:
-    return {
+    state = {
         "epoch": epochs_done,
-        "model": model.state_dict(),
+        "model": _unwrapped(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict(),
@@ -561,6 +607,19 @@ def _checkpoint_state(epochs_done, model, optimizer, scheduler, scaler, stopper,
         "history": history.to_dict(),
         "rng": _rng_state(generators),
     }
+    group = _process_group()
+    if group is not None:  # every process's generators (their dropout masks differ), for an exact resume
+        state["rng_per_process"] = [None] * group[1]
+        torch.distributed.all_gather_object(state["rng_per_process"], state["rng"])
+    return state
+
+
+def _own_rng_state(state: dict) -> dict:
+    """This process's random generators from a checkpoint (process 0's when it was written by fewer processes)."""
+    group, per_process = _process_group(), state.get("rng_per_process")
+    if group is not None and per_process and group[0] < len(per_process):
+        return per_process[group[0]]
+    return state["rng"]
 
 
 def _resume(checkpoint, model, optimizer, scheduler, scaler, stopper, generators, history, verbose):
@@ -571,7 +630,7 @@ def _resume(checkpoint, model, optimizer, scheduler, scaler, stopper, generators
         return 0, history
     state = load_checkpoint(checkpoint)
     try:
-        model.load_state_dict(state["model"])
+        _unwrapped(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise ValueError(f"The checkpoint {checkpoint} does not fit this model or optimizer ({e}). Resume with "
@@ -581,7 +640,7 @@ def _resume(checkpoint, model, optimizer, scheduler, scaler, stopper, generators
     scaler.load_state_dict(state["scaler"])
     if stopper is not None and state["early_stopping"] is not None:
         stopper.load_state_dict(state["early_stopping"])
-    _set_rng_state(state["rng"], generators)
+    _set_rng_state(_own_rng_state(state), generators)
     stored = History.from_dict(state["history"])
     stored.info.update({k: v for k, v in history.info.items() if k not in ("seed",)})
     stored.info["resumed_from_epoch"] = state["epoch"]
