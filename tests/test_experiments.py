@@ -61,6 +61,16 @@ def test_speedup_ratio_lower_bound_and_nothing():
     assert experiments.speedup(None, None, 20) == (None, False)
 
 
+def test_images_scaled_twice_are_diagnosed():
+    """Notebook 04's third failure: CIFAR-like uint8 images divided by 255 twice are nearly constant."""
+    from alexnet_lab import checks
+
+    images = np.random.default_rng(0).normal(120, 64, (8, 32, 32, 3)).clip(0, 255).astype(np.uint8)
+    (finding,) = checks.check_inputs(images / 255.0 / 255.0)
+    assert finding.severity == "error" and "scaled twice" in finding.message
+    assert checks.check_inputs(images / 255.0)[0].severity != "error"
+
+
 def test_memory_estimate_arithmetic():
     input_shape, layers = experiments.describe_figure1_net()
     rows = arch.compute_rows(input_shape, layers)
