@@ -1,24 +1,27 @@
 """The experiments of notebooks 01 and 04: ReLU against tanh, and the checks to run before a long training.
 
-Notebook 01 reproduces, at small scale, the claim of the AlexNet paper's Figure 1: a small
-convolutional network with ReLUs reaches 25% training error on CIFAR-10 several times faster
-than the same network with tanh units::
+Notebook 01 compares LeNet-5 with AlexNet (:func:`plot_size_comparison`), shows why saturating
+activations slow learning down (:func:`plot_activation_functions`), and tests, at small scale, the
+claim of the AlexNet paper's Figure 1: a small convolutional network with ReLUs reaches 25% training
+error on CIFAR-10 six times faster than the same network with tanh units::
 
     from alexnet_lab import data, experiments
     train, _ = data.load_cifar10(per_class=300)
-    result = experiments.relu_vs_tanh(train, epochs=20)
-    print(result.summary())
+    result = experiments.relu_vs_tanh(train, epochs=30)
+    print(result.summary())          # epochs to 25% training error, and their ratio
     experiments.plot_training_error(result)
 
 Notebook 04 runs the checks a careful practitioner runs before starting a long training run, and
 shows the classic ways AlexNet fails to learn. The helpers here measure what those checks look at:
 
+* :func:`scale_output_layer` (start the output layer small, so that the first loss is ln C),
 * :func:`training_throughput` (images/s of training steps, Keras or PyTorch),
 * :func:`training_memory_estimate` (bytes, from the framework-free layer table) and
-  :func:`saved_for_backward_bytes` (bytes PyTorch actually keeps for the backward pass),
+  :func:`saved_for_backward_bytes` (bytes PyTorch actually keeps for the backward pass), both
+  per batch size in :func:`batch_size_costs`,
 * :func:`activation_stds` (the spread of every layer's output: vanishing or exploding signals),
 * :func:`reinitialize` (give a model badly scaled weights, to see what that does),
-* :func:`plot_training_error`, :func:`plot_batch_size_costs`, :func:`plot_activation_stds`.
+* :func:`plot_batch_size_costs`, :func:`plot_activation_stds`, :func:`plot_against_healthy`.
 
 Importing this module imports neither TensorFlow nor PyTorch: each function imports the framework
 of the model it is given, when it runs.
@@ -40,10 +43,11 @@ from .data import ImageSet
 from .history import History
 
 __all__ = [
-    "plot_activation_functions", "plot_size_comparison", "describe_figure1_net", "epochs_to_error", "speedup", "SpeedupResult", "relu_vs_tanh", "plot_training_error",
-    "training_throughput", "training_memory_estimate", "saved_for_backward_bytes",
+    "plot_size_comparison", "plot_activation_functions",
+    "describe_figure1_net", "epochs_to_error", "speedup", "SpeedupResult", "relu_vs_tanh", "plot_training_error",
+    "scale_output_layer", "training_throughput", "training_memory_estimate", "saved_for_backward_bytes",
     "batch_size_costs", "plot_batch_size_costs", "activation_stds", "plot_activation_stds", "reinitialize",
-    "scale_output_layer", "plot_against_healthy",
+    "plot_against_healthy",
 ]
 
 MiB = 2**20
@@ -59,11 +63,10 @@ def _new_figure(rows: int = 1, cols: int = 1, **kwargs):
 
 
 def _short(value: float) -> str:
-    """A count in short form: 950, 4.1k, 37.7M, 1.1G."""
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= factor:
-            return f"{value / factor:.3g}{suffix}"
-    return f"{value:.0f}"
+    """A count in short form: 950, 4.1k, 37.7M, 1.1G (as the figures of :mod:`alexnet_lab.plots` write them)."""
+    from .plots import _si
+
+    return _si(value)
 
 
 def plot_size_comparison(tables: Mapping[str, Sequence[arch.LayerRow]], bytes_per_value: int = 4,
