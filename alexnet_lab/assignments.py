@@ -569,7 +569,6 @@ def grade(submissions: Iterable[str | os.PathLike], *, source: str | os.PathLike
     out = Path(out)
     env = {"ALEXNET_LAB_PROFILE": profile} if profile else {}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    env.setdefault("MPLBACKEND", "agg")
     results, used = [], set()
     for path in files:
         name = os.path.relpath(path) if not os.path.isabs(str(path)) else str(path)

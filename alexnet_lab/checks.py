@@ -42,7 +42,7 @@ __all__ = [
     "Finding", "Findings", "CheckReport", "ObservedLayer", "framework_of", "trace_model",
     "check_model", "assert_model_matches",
     "check_loss_setup", "assert_loss_setup", "check_eval_mode", "assert_eval_mode",
-    "check_inputs", "check_initialization",
+    "check_inputs", "assert_inputs", "check_initialization",
     "diagnose_training", "assert_accuracy", "chance_accuracy", "double_softmax_loss_floor",
 ]
 
@@ -511,7 +511,8 @@ def _trace_torch(model, input_shape) -> Trace:
     else:
         declared = None
     h, w, c = use
-    x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     trace = Trace("torch", use, declared, [])
     state = {"previous": x, "previous_name": "the input", "running": None}
 
@@ -985,8 +986,10 @@ def _model_outputs(model, framework: str, batch: int = 4, input_shape=None) -> n
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
+        device = next(model.parameters()).device
+        x = torch.randn(batch, c, h, w, generator=torch.Generator().manual_seed(1)).to(device)
         with torch.no_grad():
-            return _to_numpy(model(torch.randn(batch, c, h, w, generator=torch.Generator().manual_seed(1))))
+            return _to_numpy(model(x))
     finally:
         for m, mode in modes.items():
             m.train(mode)
@@ -1153,29 +1156,43 @@ def _like(template) -> Callable[[np.ndarray], Any]:
 
 
 @_as_findings
-def check_inputs(inputs) -> Findings:
+def check_inputs(inputs, *, standardized: bool = False) -> Findings:
     """Look at a batch of model inputs: are they scaled the way a network wants them?
 
     Networks train best on inputs of roughly zero mean and unit spread. Raw pixels (0-255) make
     the first layer's outputs hundreds of times too large; inputs that are all nearly the same
-    (blank images, or normalized twice) give the network nothing to learn from.
+    (blank images, or normalized twice) give the network nothing to learn from. With
+    ``standardized=True`` the batch must also be standardized: mean within ±0.25 of 0 and
+    standard deviation between 0.5 and 2 (pixels merely divided by 255 are not).
     """
     x = _to_numpy(inputs)
     lo, hi, mean, std = float(x.min()), float(x.max()), float(x.mean()), float(x.std())
     stats = f"min {lo:.3g}, max {hi:.3g}, mean {mean:.3g}, std {std:.3g}"
+    fix = "subtract the training set's mean and divide by its standard deviation, per channel"
     if hi > 10:
         looks = "look like raw pixel values (0-255)" if lo >= 0 and hi <= 255 else "are very large"
         return [Finding("inputs", "scaling", "error",
-                        f"the inputs {looks} ({stats}): divide by 255, then standardize "
-                        f"((x − mean) / std per channel), so the values are around 0 with a spread of about 1.")]
+                        f"the inputs {looks} ({stats}): divide by 255, then {fix}, so the values are around 0 "
+                        f"with a spread of about 1.")]
     if std < 1e-2:  # CIFAR-10 images divided by 255 twice have std ≈ 0.001; anything usable has far more
         return [Finding("inputs", "scaling", "error",
                         f"the inputs are nearly constant ({stats}): the images are blank or were scaled twice "
                         f"(e.g. divided by 255 two times); the network cannot learn from them.")]
+    if standardized and not (abs(mean) <= 0.25 and 0.5 <= std <= 2.0):
+        return [Finding("inputs", "scaling", "error",
+                        f"the inputs are not standardized ({stats}): {fix} (e.g. with "
+                        f"pipelines.channel_stats(train)), so that they have mean about 0 and std about 1.")]
     if abs(mean) > 3 * std:
         return [Finding("inputs", "scaling", "note",
                         f"the inputs are far from zero-centred ({stats}): subtracting the mean helps training.")]
     return [Finding("inputs", "scaling", "ok", f"inputs look reasonably scaled ({stats}).")]
+
+
+def assert_inputs(inputs, *, standardized: bool = False) -> Findings:
+    """:func:`check_inputs`, raising an ``AssertionError`` that says what is wrong with the scaling."""
+    findings = check_inputs(inputs, standardized=standardized)
+    _fail_with(findings, "Inputs")
+    return findings
 
 
 @_as_findings
@@ -1279,6 +1296,13 @@ def diagnose_training(history, num_classes: int, *, inputs=None, model=None, pre
         findings.append(Finding("training", "learning rate", "error",
                                 f"the training loss grew from {loss[0]:.3f} to {loss[-1]:.3f} over {len(loss)} epochs: "
                                 f"the learning rate is too high. Try 10× smaller."))
+    if loss and math.isfinite(loss[0]) and loss[0] > 2 * uniform:
+        findings.append(Finding("training", "initial loss", "note",
+                                f"the first epoch's training loss {loss[0]:.3f} is far above ln {num_classes} = "
+                                f"{uniform:.3f}, the loss of a uniform guess: the network starts out very confident "
+                                f"and wrong (outputs far too large), so the first steps are spent undoing that. Start "
+                                f"the last layer's weights at zero or small, lower the learning rate, or clip the "
+                                f"gradients (clip_grad_norm=...)."))
     if near_chance:
         findings.append(Finding("training", "accuracy", "error",
                                 f"{which} accuracy {_pct(final_acc)} after {epochs} epoch{'s' * (epochs != 1)} is at "

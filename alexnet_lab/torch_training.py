@@ -445,6 +445,7 @@ def fit(
     resume: bool = False,
     mixed_precision: str | bool = "auto",
     channels_last: str | bool = "auto",
+    compile: str | bool = "auto",
     device: str | torch.device | None = None,
     batch_size: int = 64,
     live=None,
@@ -478,6 +479,8 @@ def fit(
         mixed_precision: ``"auto"`` (on only where known faster), True, False, ``"bf16"``
             or ``"fp16"``; see :func:`alexnet_lab.devices.choose_precision`.
         channels_last: ``"auto"``, True or False; see :func:`alexnet_lab.devices.choose_channels_last`.
+        compile: ``"auto"``, True or False: train through ``torch.compile(model)``; see
+            :func:`alexnet_lab.devices.choose_compile` ("auto" is off for now: not measured faster).
         device: ``"cuda"``, ``"mps"``, ``"cpu"``, or None to pick the best available.
         batch_size: only used when ``train``/``val`` are whole arrays.
         live: anything with ``.update(history)`` (e.g. ``alexnet_lab.plots.LiveCurves``),
@@ -510,6 +513,7 @@ def fit(
     dev = devices.torch_device(device, announce=verbose > 0)
     precision = devices.choose_precision(dev, mixed_precision)
     use_channels_last, channels_last_reason = devices.choose_channels_last(dev, channels_last, precision)
+    use_compile, compile_reason = devices.choose_compile(dev, compile)
     model.to(dev)
     model.to(memory_format=torch.channels_last if use_channels_last else torch.contiguous_format)
     num_classes = _num_classes(model)
@@ -525,6 +529,7 @@ def fit(
     history = History("torch", label, info={
         "device": devices.describe_device(dev), "precision": str(precision),
         "channels_last": use_channels_last, "channels_last_reason": channels_last_reason,
+        "compiler": "torch.compile" if use_compile else None, "compile_reason": compile_reason,
         "seed": _current_seed(), "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
         "schedule": schedule, "monitor": monitor, "max_batches": max_batches, "epochs": epochs,
         "processes": (_process_group() or (0, 1))[1],
@@ -543,8 +548,9 @@ def fit(
         print(f"alexnet-lab: starting afresh; {checkpoint} will be overwritten (resume=True continues it).")
     if verbose:
         print(f"alexnet-lab: precision {precision}; channels-last {'on' if use_channels_last else 'off'} "
-              f"({channels_last_reason})")
+              f"({channels_last_reason}); torch.compile {'on' if use_compile else 'off'} ({compile_reason})")
     writer = _tensorboard_writer(tensorboard_dir)
+    trained = torch.compile(model) if use_compile else model  # shares the weights: checkpoints store `model`
 
     epoch_bar = tqdm(total=epochs, initial=start_epoch, desc=label or "epochs", unit="epoch", disable=not progress)
     try:
@@ -553,7 +559,7 @@ def fit(
             batch_bar = tqdm(total=_num_batches(train, max_batches), desc=f"epoch {epoch + 1}/{epochs}",
                              unit="batch", leave=False, disable=not progress)
             with batch_bar:
-                stats = _train_epoch(model, train, device=dev, optimizer=opt, scaler=scaler, precision=precision,
+                stats = _train_epoch(trained, train, device=dev, optimizer=opt, scaler=scaler, precision=precision,
                                      channels_last=use_channels_last, clip_grad_norm=clip_grad_norm,
                                      max_batches=max_batches, num_classes=num_classes,
                                      bar=batch_bar if progress else None)

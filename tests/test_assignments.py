@@ -416,3 +416,41 @@ def test_double_softmax(implementation_grades):
     assert "double softmax" in g.by_id("loss_setup").message
     assert "at least 5.91 with 1000 classes" in g.by_id("loss_setup").message
     assert "applies a softmax after fc8" in g.by_id("torch_architecture").message
+
+
+# ---------------------------------------------------------------------------------------------
+# The course's training assignment (smoke profile: the threshold there is 0, the run proves the code works)
+# ---------------------------------------------------------------------------------------------
+TRAINING = SOURCES / "fashion_mnist_training.ipynb"
+STANDARDIZE = "preprocess = pipelines.Preprocess(mean=mean, std=std)"
+
+
+@pytest.fixture(scope="module")
+def training_grades(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    released = A.release(TRAINING, root / "release")[0]
+    unscaled = edit(nbformat.read(TRAINING, as_version=4), STANDARDIZE, "preprocess = pipelines.Preprocess()")
+    results = A.grade([TRAINING, released, write(unscaled, root / "unscaled.ipynb")], source=SOURCES,
+                      out=root / "grades", timeout=300, profile="smoke", verbose=False)
+    return dict(zip(["solution", "released", "unscaled"], results))
+
+
+def test_the_training_solution_scores_full_marks_in_the_smoke_profile(training_grades):
+    g = training_grades["solution"]
+    assert g.status == "completed", g.problems
+    assert [c.grade_id for c in g.cells] == ["inputs_scaled", "accuracy", "analysis"]
+    assert g.points == g.auto_max == 17, [(c.grade_id, c.message) for c in g.cells]
+    assert g.manual_max == 8 and not g.problems
+
+
+def test_the_released_training_notebook_scores_zero(training_grades):
+    g = training_grades["released"]
+    assert g.status == "completed"
+    assert g.points == 0 and lost(g) == {"inputs_scaled", "accuracy"}
+    assert g.by_id("analysis").message == "to grade by hand: not answered (still the placeholder)"
+
+
+def test_inputs_that_are_not_standardized_lose_the_preprocessing_points(training_grades):
+    g = training_grades["unscaled"]
+    assert lost(g) == {"inputs_scaled"}
+    assert g.by_id("inputs_scaled").message.startswith("AssertionError: Inputs: the inputs are not standardized")

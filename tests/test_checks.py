@@ -300,6 +300,12 @@ def test_input_scaling():
     assert finding.severity == "error" and "raw pixel values" in finding.message and "max 255" in finding.message
     assert checks.check_inputs(pixels / 255)[0].severity == "ok"
     assert checks.check_inputs(np.full((4, 8), 0.5))[0].message.startswith("the inputs are nearly constant")
+    # Divided by 255 is fine in general, but not standardized.
+    assert checks.check_inputs(pixels / 255, standardized=True)[0].message.startswith("the inputs are not standardized")
+    standard = (pixels / 255 - (pixels / 255).mean()) / (pixels / 255).std()
+    assert checks.check_inputs(standard, standardized=True)[0].severity == "ok"
+    with pytest.raises(AssertionError, match="Inputs: the inputs look like raw pixel values"):
+        checks.assert_inputs(pixels)
 
 
 def test_initialization():
@@ -354,6 +360,12 @@ def test_diagnosis_uses_inputs_model_and_predict():
                                         predict=forgot_eval)
     aspects = {f.aspect for f in findings if f.severity == "error"}
     assert {"accuracy", "scaling", "initialization", "batchnorm"} <= aspects
+
+
+def test_a_large_initial_loss_is_pointed_out():
+    findings = checks.diagnose_training(history([8.1, 2.0, 1.2], [0.3, 0.5, 0.6]), 10)
+    (note,) = [f for f in findings if f.aspect == "initial loss"]
+    assert "8.100 is far above ln 10 = 2.303" in note.message
 
 
 def test_a_healthy_run_gets_no_blame():

@@ -1,0 +1,198 @@
+"""benchmark: FLOP arithmetic, peak estimates, derived figures, the table, the JSON file and ``alexnet-lab bench``.
+
+No test here asserts a speed: speeds depend on the machine and its load. The end-to-end tests
+run a tiny configuration (batch 2, one timed step) and check the records' format and sanity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from alexnet_lab import architecture, benchmark, cli
+
+# The classic preset's multiply-accumulates, layer by layer, worked out by hand (output H·W·C × kernel volume).
+CLASSIC_MACS = (55 * 55 * 96 * 11 * 11 * 3        # conv1
+                + 27 * 27 * 256 * 5 * 5 * 96      # conv2
+                + 13 * 13 * 384 * 3 * 3 * 256     # conv3
+                + 13 * 13 * 384 * 3 * 3 * 384     # conv4
+                + 13 * 13 * 256 * 3 * 3 * 384     # conv5
+                + 9216 * 4096 + 4096 * 4096 + 4096 * 1000)  # fc6, fc7, fc8
+
+
+def test_flops_per_image_are_two_and_six_flops_per_mac():
+    train, infer = benchmark.flops_per_image("classic")
+    assert CLASSIC_MACS == 1_135_256_096
+    assert infer == 2 * CLASSIC_MACS and train == 6 * CLASSIC_MACS
+    train, infer = benchmark.flops_per_image("cifar10")
+    assert infer == 2 * architecture.totals(architecture.layer_table("cifar10"))["macs"] and train == 3 * infer
+    assert infer < benchmark.flops_per_image("classic")[1] / 5  # 32×32 images: far less work than 227×227
+
+
+@pytest.mark.parametrize("flags, per_cycle, isa", [
+    ({"avx", "avx2", "fma"}, 32, "AVX2"),           # this course's CI machine: AMD EPYC, AVX2 + FMA
+    ({"avx", "avx2", "fma", "avx512f"}, 64, "AVX-512"),
+    ({"avx"}, 16, "AVX"),
+    (set(), 8, "SSE"),
+])
+def test_cpu_peak_is_cores_times_clock_times_flops_per_cycle(flags, per_cycle, isa):
+    peak, how = benchmark.cpu_peak_flops(2, 2445.428, flags)
+    assert peak == pytest.approx(2 * 2445.428e6 * per_cycle)
+    assert isa in how and f"{per_cycle} float32 FLOP/cycle" in how and "upper bound" in how
+
+
+def test_cpu_clock_is_read_from_cpuinfo_text():
+    text = "processor\t: 0\ncpu MHz\t\t: 2445.428\nflags\t: fpu avx2\nprocessor\t: 1\ncpu MHz\t\t: 2600.000\n"
+    assert benchmark._parse_cpuinfo_mhz(text) == 2600.0
+    assert benchmark._parse_cpuinfo_mhz("processor\t: 0\n") is None
+    mhz, source = benchmark.cpu_clock_mhz()
+    assert mhz is None or mhz > 100 and source
+    assert 1 <= benchmark.cpu_cores() <= 4096
+
+
+def test_gpu_peaks_by_name_and_precision():
+    assert benchmark.gpu_peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
+    assert benchmark.gpu_peak_flops("NVIDIA H100 80GB HBM3", "float32")[0] == 67e12
+    assert benchmark.gpu_peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12  # not the SXM figure
+    assert benchmark.gpu_peak_flops("NVIDIA H200", "bfloat16")[0] == 989e12
+    assert benchmark.gpu_peak_flops("NVIDIA L40S", "float16")[0] == 362e12      # not the L4's
+    peak, how = benchmark.gpu_peak_flops("Some Future GPU", "bfloat16")
+    assert peak is None and "unknown" in how
+
+
+def _record(path, variant, train, infer, *, preset="cifar10", framework="torch", **extra):
+    return {"framework": framework, "preset": preset, "path": path, "variant": variant, "image_size": 32,
+            "train_images_per_s": train, "infer_images_per_s": infer, "train_cpu_s_per_image": 0.01,
+            "peak_flop_per_s": 100e9, "batch_size": 32, "peak_rss_mib": 700.0, "device": "cpu (test, 2 threads)",
+            "threads": 2, "framework_version": "x", "peak_estimate": "test peak", "load_average_start": 1.5,
+            "load_average_end": 2.5, "quick": True, "repetitions": 3, "warmup_steps": 1, "cpu_cores": 2, **extra}
+
+
+def test_derived_figures_use_the_baseline_of_the_same_framework_and_preset():
+    records = [_record("baseline", "float32", 10.0, 40.0, pipeline_images_per_s=500.0),
+               _record("default", "bfloat16", 25.0, 60.0, pipeline_images_per_s=500.0),
+               _record("baseline", "float32", 2.0, 8.0, preset="classic"),
+               _record("default", "float32", 4.0, 8.0, framework="keras"),   # no Keras baseline in this run
+               {"framework": "torch", "preset": "cifar10", "path": "candidate", "variant": "compile",
+                "image_size": 32, "error": "exit status 1: boom"}]
+    benchmark._add_derived(records)
+    base, default, classic, keras, failed = records
+    train_flops, infer_flops = benchmark.flops_per_image("cifar10")
+    assert base["train_speedup"] == 1.0 and default["train_speedup"] == 2.5 and default["infer_speedup"] == 1.5
+    assert default["train_flop_per_s"] == 25.0 * train_flops and default["infer_flop_per_s"] == 60.0 * infer_flops
+    assert default["train_peak_fraction"] == pytest.approx(25.0 * train_flops / 100e9)
+    assert default["pipeline_over_train"] == 20.0 and "pipeline_over_train" not in classic
+    assert classic["train_flop_per_s"] == 2.0 * benchmark.flops_per_image("classic")[0]
+    assert keras["train_speedup"] is None                  # never a ratio across frameworks or runs
+    assert set(failed) == {"framework", "preset", "path", "variant", "image_size", "error"}  # left alone
+
+
+def test_table_shows_every_record_the_ratios_and_the_load():
+    records = [_record("baseline", "float32", 10.0, 40.0), _record("default", "bfloat16", 25.0, 60.0),
+               {"framework": "keras", "preset": "cifar10", "path": "default", "variant": "?", "image_size": 32,
+                "error": "did not finish within 5 s"}]
+    benchmark._add_derived(records)
+    table = benchmark.format_table(records)
+    lines = table.splitlines()
+    assert "train img/s" in lines[0] and "% peak" in lines[0]
+    row = next(line for line in lines if " default " in line and "bfloat16" in line)
+    assert "25.0" in row and "2.50" in row and "1.50" in row
+    assert "FAILED: did not finish within 5 s" in table
+    assert "load average while measuring: 1.5 to 2.5 on 2 core(s)" in table and "peak: test peak" in table
+
+
+def test_json_is_written_atomically(tmp_path):
+    path = tmp_path / "bench.json"
+    records = [_record("baseline", "float32", 10.0, 40.0)]
+    benchmark.write_json(records, path)
+    assert json.loads(path.read_text()) == records
+    with pytest.raises(TypeError):
+        benchmark.write_json([{"not json": object()}], path)
+    assert json.loads(path.read_text()) == records            # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # and no temporary file is left
+
+
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, capsys):
+    missing = tmp_path / "no such folder" / "bench.json"
+    assert cli.main(["bench", "--json", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    for kwargs, word in [(dict(frameworks=["jax"]), "framework"), (dict(frameworks=[]), "framework"),
+                         (dict(presets=["paper"]), "preset"), (dict(batch_size=0), "batch_size"),
+                         (dict(repetitions=0), "repetitions"), (dict(warmup=-1), "warmup"),
+                         (dict(threads=1.5), "threads")]:
+        with pytest.raises(ValueError, match=word):
+            benchmark.run(**kwargs)
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--presets", "nosuch"])
+    assert "bench" in cli.build_parser().format_help()
+
+
+def test_candidates_are_chosen_by_name_per_framework():
+    paths = lambda cases: [(path, variant) for path, variant, _ in cases]  # noqa: E731
+    assert paths(benchmark._cases("torch", False)) == [("baseline", "float32"), ("default", "default")]
+    assert paths(benchmark._cases("torch", ["compile", "xla"]))[2:] == [("candidate", "compile")]  # xla: Keras only
+    assert [v for _, v, _ in benchmark._cases("keras", True)[2:]] == list(benchmark.CANDIDATES["keras"])
+    assert benchmark._cases("torch", ["compile"])[2][2] == {"compile": True}
+    parser = cli.build_parser()
+    for argv, expected in [([], False), (["--candidates"], True), (["--candidates", "xla", "bf16"], ["xla", "bf16"])]:
+        args = parser.parse_args(["bench", *argv])
+        assert benchmark._candidates_from_args(args.candidates) == expected
+    with pytest.raises(ValueError, match="candidate"):
+        benchmark.run(candidates=["turbo"])
+
+
+def test_a_failing_case_becomes_an_error_record():
+    record = benchmark._run_child({"kind": "nothing", "framework": "torch"})
+    assert "Unknown case" in record["error"] and "exit status 1" in record["error"]
+
+
+def test_compile_is_off_by_default_and_can_be_asked_for():
+    torch = pytest.importorskip("torch")
+    from alexnet_lab import devices
+
+    on, reason = devices.choose_compile(torch.device("cpu"), "auto")
+    assert on is False and "compile=True" in reason
+    assert devices.choose_compile("cpu", True) == (True, "asked for")
+    assert devices.choose_compile("cpu", False)[0] is False
+    with pytest.raises(ValueError, match="compile"):
+        devices.choose_compile("cpu", "yes")
+
+
+def test_keras_xla_is_on_by_default_except_under_a_distribution_strategy():
+    tf = pytest.importorskip("tensorflow")
+    from alexnet_lab import keras_training
+
+    assert keras_training.choose_jit_compile("auto")[0] is True
+    assert keras_training.choose_jit_compile(False) == (False, "switched off")
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        assert keras_training.choose_jit_compile("auto")[0] == "auto"   # Keras decides under tf.distribute
+    with pytest.raises(ValueError, match="compile"):
+        keras_training.choose_jit_compile("xla")
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_bench_command_end_to_end_with_a_tiny_configuration(framework, tmp_path, capsys):
+    pytest.importorskip("torch" if framework == "torch" else "tensorflow")
+    path = tmp_path / "bench.json"
+    args = ["bench", "--frameworks", framework, "--presets", "cifar10", "--batch-size", "2", "--warmup", "0",
+            "--repetitions", "1", "--quick", "--json", str(path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    records = json.loads(path.read_text())
+    assert [r["path"] for r in records] == ["baseline", "default"]
+    for r in records:
+        assert r["framework"] == framework and r["preset"] == "cifar10" and r["batch_size"] == 2
+        assert r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0 and len(r["train_step_s"]) == 1
+        assert r["train_flop_per_s"] == pytest.approx(r["train_images_per_s"] * 6 * 182_220_800)
+        assert r["peak_rss_mib"] > r["rss_after_import_mib"] > 0
+        assert r["pipeline_images_per_s"] > 0 and r["pipeline_over_train"] > 0
+        assert r["run_load_average_start"] is not None and r["load_average_start"] is not None
+        assert r["peak_flop_per_s"] is None or (math.isfinite(r["peak_flop_per_s"]) and "FLOP" in r["peak_estimate"])
+    baseline, default = records
+    assert baseline["precision"] == "float32" and not baseline["compiled"] and baseline["train_speedup"] == 1.0
+    # The default path is what fit does here: XLA for Keras, no torch.compile (see devices.choose_compile).
+    assert default["compiler"] == ("XLA" if framework == "keras" else None)
+    assert default["train_speedup"] == pytest.approx(default["train_images_per_s"] / baseline["train_images_per_s"])
+    assert f"wrote 2 records to {path}" in out and "baseline" in out and "x base" in out
