@@ -119,7 +119,9 @@ def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = No
     ``"auto"`` turns XLA on: on an AVX2 CPU (2 cores) it trained the classic AlexNet with about
     1.6 times less CPU time per image and the cifar10 one with about 1.2 times less
     (``alexnet-lab bench --candidates xla``), after a compilation of seconds; on GPUs it is Keras'
-    own default. Under a ``tf.distribute`` strategy, Keras' ``"auto"`` decides (it leaves XLA off).
+    own default. It stays off where Keras would refuse it: under a ``tf.distribute`` strategy
+    (Keras' ``"auto"`` decides), and with TensorFlow's deterministic ops on, which
+    ``alexnet_lab.seed_everything(seed)`` switches on (``deterministic=False`` keeps XLA).
     ``True``/``False`` force it on or off.
     """
     if isinstance(mode, bool):
@@ -128,7 +130,19 @@ def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = No
         raise ValueError(f"compile must be 'auto', True or False, got {mode!r}.")
     if tf.distribute.has_strategy() or getattr(model, "_distribute_strategy", None) is not None:
         return "auto", "a tf.distribute strategy: Keras decides"
+    if _op_determinism_enabled():
+        return False, ("deterministic ops are on (seed_everything(..., deterministic=True)) and Keras runs no XLA "
+                       "then; deterministic=False gives XLA's speed")
     return True, "measured faster on an AVX2 CPU; Keras' own default on GPUs"
+
+
+def _op_determinism_enabled() -> bool:
+    """Whether ``tf.config.experimental.enable_op_determinism()`` is in force (Keras then refuses XLA)."""
+    try:
+        from tensorflow.python.framework.config import is_op_determinism_enabled
+    except ImportError:  # moved in a newer TensorFlow: let Keras decide and warn
+        return False
+    return bool(is_op_determinism_enabled())
 
 
 def use_mixed_precision(mode: str | bool = "auto", *, verbose: int = 1) -> str:

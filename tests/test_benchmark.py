@@ -162,12 +162,22 @@ def test_compile_is_off_by_default_and_can_be_asked_for():
 
 def test_keras_xla_is_on_by_default_except_under_a_distribution_strategy():
     tf = pytest.importorskip("tensorflow")
+    from tensorflow.python.framework import config  # the switch seed_everything(seed) turns on, and its getter
+
     from alexnet_lab import keras_training
 
-    assert keras_training.choose_jit_compile("auto")[0] is True
-    assert keras_training.choose_jit_compile(False) == (False, "switched off")
-    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
-        assert keras_training.choose_jit_compile("auto")[0] == "auto"   # Keras decides under tf.distribute
+    was_deterministic = config.is_op_determinism_enabled()
+    config.disable_op_determinism()
+    try:
+        assert keras_training.choose_jit_compile("auto")[0] is True
+        assert keras_training.choose_jit_compile(False) == (False, "switched off")
+        with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+            assert keras_training.choose_jit_compile("auto")[0] == "auto"   # Keras decides under tf.distribute
+        config.enable_op_determinism()  # Keras refuses XLA then: say so instead of letting Keras warn
+        on, reason = keras_training.choose_jit_compile("auto")
+        assert on is False and "deterministic=False" in reason
+    finally:
+        (config.enable_op_determinism if was_deterministic else config.disable_op_determinism)()
     with pytest.raises(ValueError, match="compile"):
         keras_training.choose_jit_compile("xla")
 
