@@ -206,7 +206,7 @@ def _image_grid(count: int, cols: int, cell: float = 1.5, title_lines: int = 1):
     """A figure with ``count`` image axes in rows of ``cols`` (unused grid cells removed)."""
     cols = max(1, min(cols, count))
     rows = math.ceil(count / cols)
-    fig, grid = _new_figure(rows, cols, figsize=(cell * cols, (cell + 0.22 * title_lines) * rows))
+    fig, grid = _new_figure(rows, cols, figsize=(cell * cols, (cell + 0.32 * title_lines) * rows))
     axes = list(grid.flat)
     for ax in axes[count:]:
         fig.delaxes(ax)

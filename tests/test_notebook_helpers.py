@@ -119,3 +119,22 @@ def test_history_of_one_epoch_is_drawn_at_epoch_one():
     for ax in fig.axes:
         assert ax.get_xlim() == (0.5, 1.5)
         assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
+
+
+# --- plots.show_images: titles of one row stay clear of the images above ----------------------
+def test_image_grid_titles_do_not_overlap_the_row_above():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(20, 28, 28, 1), dtype=np.uint8)
+    names = ["Ankle boot", "Sneaker"] * 5
+    fig = plots.show_images(images, np.arange(20) % 10, names, n=20, cols=10, title="two rows")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    axes = fig.axes
+    for above, below in zip(axes[:10], axes[10:]):
+        title = below.title.get_window_extent(renderer)
+        image = above.images[0].get_window_extent(renderer)  # the picture itself (the axes box is wider)
+        assert title.y1 <= image.y0, f"a second-row title (top at {title.y1:.1f} px) overlaps the image above it " \
+                                     f"(bottom at {image.y0:.1f} px)"
