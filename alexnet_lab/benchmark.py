@@ -27,9 +27,13 @@ How the numbers are made
   evaluation mode. The images are random tensors already on the device: this measures the model,
   the input pipeline is measured on its own.
 * **ratios** (``train_speedup``, ``infer_speedup``) divide by the baseline of the same run,
-  framework and preset.
+  framework and preset; ``train_cpu_speedup`` and ``infer_cpu_speedup`` are the same ratios in
+  CPU time per image.
 * **CPU time per image** (``train_cpu_s_per_image``): the process's CPU time over the timed
   steps. On a busy machine the wall-clock figures drop with the load, the CPU time much less.
+  On a CPU, ``train_core_peak_fraction`` divides the FLOPs per CPU-second by one core's peak:
+  the efficiency of the work itself, a lower bound (threads waiting for each other also count
+  as CPU time).
 * **FLOPs per image**: inference = 2 × the multiply-accumulates (MACs) of the convolutions and
   dense layers (from :func:`alexnet_lab.architecture.layer_table`); training = 3 × inference
   (the backward pass costs about twice the forward: gradients for the inputs and for the weights).
@@ -534,9 +538,17 @@ def _add_derived(records: list[dict]) -> None:
         peak = r.get("peak_flop_per_s")
         r["train_peak_fraction"] = r["train_flop_per_s"] / peak if peak else None
         r["infer_peak_fraction"] = r["infer_flop_per_s"] / peak if peak else None
+        if r.get("device_type") == "cpu" and peak and r.get("train_cpu_s_per_image"):
+            # Per CPU-second: what the work got out of the cores it had, whatever else ran beside it.
+            per_core = peak / r["cpu_cores"]
+            r["train_flop_per_cpu_s"] = train_flops / r["train_cpu_s_per_image"]
+            r["train_core_peak_fraction"] = r["train_flop_per_cpu_s"] / per_core
         base = baselines.get((r["framework"], r["preset"]))
         for mode in ("train", "infer"):
             r[f"{mode}_speedup"] = r[f"{mode}_images_per_s"] / base[f"{mode}_images_per_s"] if base else None
+            # The same ratio in CPU time per image: steadier than wall-clock time on a busy machine.
+            r[f"{mode}_cpu_speedup"] = (base[f"{mode}_cpu_s_per_image"] / r[f"{mode}_cpu_s_per_image"]
+                                        if base and r.get(f"{mode}_cpu_s_per_image") else None)
         if r.get("pipeline_images_per_s"):
             r["pipeline_over_train"] = r["pipeline_images_per_s"] / r["train_images_per_s"]
 
@@ -653,7 +665,7 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def format_table(records: list[dict]) -> str:
     """The records as a text table, followed by the devices, the peak estimates and the load averages."""
     header = (f"{'framework':<9} {'model':<16} {'path':<9} {'variant':<34} {'batch':>5} {'train img/s':>11} "
-              f"{'x base':>6} {'CPU ms/img':>10} {'infer img/s':>11} {'x base':>6} {'train GFLOP/s':>13} {'% peak':>6} "
+              f"{'x base':>6} {'CPU ms/img':>10} {'infer img/s':>11} {'x base':>6} {'train GFLOP/s':>13} {'% peak':>6} {'% core peak':>11} "
               f"{'peak RSS MiB':>12} {'pipeline img/s':>14} {'pipe/train':>10}")
     lines = [header, "-" * len(header)]
     for r in records:
@@ -661,13 +673,14 @@ def format_table(records: list[dict]) -> str:
         if "error" in r:
             lines.append(f"{r['framework']:<9} {model:<16} {r['path']:<9} {r['variant']:<34} FAILED: {r['error']}")
             continue
-        fraction = r.get("train_peak_fraction")
+        fraction, core = r.get("train_peak_fraction"), r.get("train_core_peak_fraction")
         lines.append(
             f"{r['framework']:<9} {model:<16} {r['path']:<9} {r['variant']:<34} {r['batch_size']:>5} "
             f"{r['train_images_per_s']:>11.1f} {_fmt(r.get('train_speedup'), '.2f'):>6} "
             f"{1000 * r['train_cpu_s_per_image']:>10.1f} "
             f"{r['infer_images_per_s']:>11.1f} {_fmt(r.get('infer_speedup'), '.2f'):>6} "
             f"{r['train_flop_per_s'] / 1e9:>13.1f} {_fmt(fraction and 100 * fraction, '.1f'):>6} "
+            f"{_fmt(core and 100 * core, '.1f'):>11} "
             f"{_fmt(r.get('peak_rss_mib'), '.0f'):>12} {_fmt(r.get('pipeline_images_per_s'), '.0f'):>14} "
             f"{_fmt(r.get('pipeline_over_train'), '.1f'):>10}")
     ok = [r for r in records if "error" not in r]
@@ -682,7 +695,8 @@ def format_table(records: list[dict]) -> str:
         quick = "quick settings, " if ok[0]["quick"] else ""
         notes.append(f"{quick}medians over {ok[0]['repetitions']} timed steps after {ok[0]['warmup_steps']} warm-up "
                      "step(s); x base: ratio to the float32 baseline of the same run; CPU ms/img: the process's "
-                     "CPU time per training image (less sensitive to other programs' load than img/s)")
+                     "CPU time per training image (less sensitive to other programs' load than img/s); % core peak: "
+                     "training FLOPs per CPU-second over one core's peak")
     return "\n".join(lines + notes)
 
 

@@ -65,14 +65,15 @@ def test_gpu_peaks_by_name_and_precision():
 def _record(path, variant, train, infer, *, preset="cifar10", framework="torch", **extra):
     return {"framework": framework, "preset": preset, "path": path, "variant": variant, "image_size": 32,
             "train_images_per_s": train, "infer_images_per_s": infer, "train_cpu_s_per_image": 0.01,
-            "peak_flop_per_s": 100e9, "batch_size": 32, "peak_rss_mib": 700.0, "device": "cpu (test, 2 threads)",
+            "peak_flop_per_s": 100e9, "device_type": "cpu", "batch_size": 32, "peak_rss_mib": 700.0,
+            "device": "cpu (test, 2 threads)",
             "threads": 2, "framework_version": "x", "peak_estimate": "test peak", "load_average_start": 1.5,
             "load_average_end": 2.5, "quick": True, "repetitions": 3, "warmup_steps": 1, "cpu_cores": 2, **extra}
 
 
 def test_derived_figures_use_the_baseline_of_the_same_framework_and_preset():
     records = [_record("baseline", "float32", 10.0, 40.0, pipeline_images_per_s=500.0),
-               _record("default", "bfloat16", 25.0, 60.0, pipeline_images_per_s=500.0),
+               _record("default", "bfloat16", 25.0, 60.0, pipeline_images_per_s=500.0, train_cpu_s_per_image=0.004),
                _record("baseline", "float32", 2.0, 8.0, preset="classic"),
                _record("default", "float32", 4.0, 8.0, framework="keras"),   # no Keras baseline in this run
                {"framework": "torch", "preset": "cifar10", "path": "candidate", "variant": "compile",
@@ -84,6 +85,10 @@ def test_derived_figures_use_the_baseline_of_the_same_framework_and_preset():
     assert default["train_flop_per_s"] == 25.0 * train_flops and default["infer_flop_per_s"] == 60.0 * infer_flops
     assert default["train_peak_fraction"] == pytest.approx(25.0 * train_flops / 100e9)
     assert default["pipeline_over_train"] == 20.0 and "pipeline_over_train" not in classic
+    # CPU time: 0.004 s per image (baseline: 0.01) on 2 cores of 50 GFLOP/s each.
+    assert default["train_cpu_speedup"] == pytest.approx(2.5) and base["train_cpu_speedup"] == 1.0
+    assert default["train_flop_per_cpu_s"] == pytest.approx(train_flops / 0.004)
+    assert default["train_core_peak_fraction"] == pytest.approx(train_flops / 0.004 / 50e9)
     assert classic["train_flop_per_s"] == 2.0 * benchmark.flops_per_image("classic")[0]
     assert keras["train_speedup"] is None                  # never a ratio across frameworks or runs
     assert set(failed) == {"framework", "preset", "path", "variant", "image_size", "error"}  # left alone
