@@ -118,6 +118,8 @@ GPU_PEAKS = (
 )
 
 RESULT_MARK = "ALEXNET-LAB-BENCH-RESULT "
+DESCRIPTION = ("Training and inference images/s of AlexNet in Keras and PyTorch: the plain float32 baseline next "
+               "to the course's default path, the input pipelines, peak memory and the fraction of peak FLOP/s.")
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,8 @@ def _keras_model_case(spec: dict) -> dict:
         gpu_mib = None
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     return {
-        "precision": dtype, "policy": policy, "channels_last": True, "compiled": xla, "compiler": "XLA" if xla else None,
+        "precision": dtype, "policy": policy, "channels_last": True, "compiled": xla,
+        "compiler": "XLA" if xla else None,
         "device": keras_training.device_description(), "device_type": "cuda" if gpus else "cpu", "threads": threads,
         "framework_version": f"{keras.__version__} (tensorflow {tf.__version__})", "batch_size": batch_size,
         "warmup_steps": warmup, "repetitions": repetitions, **_rates("train", train, batch_size),
@@ -665,7 +668,8 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def format_table(records: list[dict]) -> str:
     """The records as a text table, followed by the devices, the peak estimates and the load averages."""
     header = (f"{'framework':<9} {'model':<16} {'path':<9} {'variant':<34} {'batch':>5} {'train img/s':>11} "
-              f"{'x base':>6} {'CPU ms/img':>10} {'infer img/s':>11} {'x base':>6} {'train GFLOP/s':>13} {'% peak':>6} {'% core peak':>11} "
+              f"{'x base':>6} {'CPU ms/img':>10} {'infer img/s':>11} {'x base':>6} {'train GFLOP/s':>13} {'% peak':>6} "
+              f"{'% core peak':>11} "
               f"{'peak RSS MiB':>12} {'pipeline img/s':>14} {'pipe/train':>10}")
     lines = [header, "-" * len(header)]
     for r in records:
@@ -765,14 +769,14 @@ def _bench(args: argparse.Namespace) -> int:
 def register_cli(subparsers) -> None:
     """Add ``alexnet-lab bench`` to the ``alexnet-lab`` command."""
     parser = subparsers.add_parser("bench", help="training/inference images/s: float32 baseline vs the defaults",
-                                   description=__doc__.split("\n\n")[0])
+                                   description=DESCRIPTION)
     add_arguments(parser)
     parser.set_defaults(func=_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python benchmarks/bench.py [options]``: the same as ``alexnet-lab bench [options]``."""
-    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench.py", description=DESCRIPTION)
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
