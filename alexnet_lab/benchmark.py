@@ -7,7 +7,7 @@ One run measures, side by side, for the ``classic`` preset (227×227, 1000 class
   autocast, no compilation; Keras: the ``float32`` policy, ``jit_compile=False``);
 * **default**: what the course's ``fit`` functions do on this hardware, decided by
   :mod:`alexnet_lab.devices` (mixed precision, channels-last, ``torch.compile``) and by
-  :func:`alexnet_lab.keras_training.choose_policy` plus Keras' own XLA choice;
+  :func:`alexnet_lab.keras_training.choose_policy` and :func:`~alexnet_lab.keras_training.choose_jit_compile` (XLA);
 * with ``--candidates``, every speed-up on its own (bfloat16, channels-last, ``torch.compile``,
   XLA, ...): the evidence behind the defaults' rules;
 * the **input pipeline** (``pipelines.torch_loader`` / ``pipelines.tf_dataset`` with the

@@ -116,9 +116,9 @@ def choose_policy(mode: str | bool = "auto") -> tuple[str, str]:
 def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = None) -> tuple[bool | str, str]:
     """Whether ``fit`` compiles the model's steps with XLA (``model.compile(jit_compile=...)``); returns ``(value, reason)``.
 
-    ``"auto"`` turns XLA on: on an AVX2 CPU (2 cores) it trained the classic AlexNet with about
-    1.6 times less CPU time per image and the cifar10 one with about 1.2 times less
-    (``alexnet-lab bench --candidates xla``), after a compilation of seconds; on GPUs it is Keras'
+    ``"auto"`` turns XLA on: on an AVX2 CPU (2 cores) it trained the classic AlexNet with 1.5 to 1.75
+    times less CPU time per image and the cifar10 one with 1.15 to 1.3 times less
+    (``alexnet-lab bench``, see docs/performance.md), after a compilation of seconds; on GPUs it is Keras'
     own default. It stays off where Keras would refuse it: under a ``tf.distribute`` strategy
     (Keras' ``"auto"`` decides), and with TensorFlow's deterministic ops on, which
     ``alexnet_lab.seed_everything(seed)`` switches on (``deterministic=False`` keeps XLA).
