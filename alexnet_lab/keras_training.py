@@ -114,7 +114,7 @@ def choose_policy(mode: str | bool = "auto") -> tuple[str, str]:
 
 
 def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = None) -> tuple[bool | str, str]:
-    """Whether ``fit`` compiles the model's steps with XLA (``model.compile(jit_compile=...)``); returns ``(value, reason)``.
+    """Whether ``fit`` compiles the model's steps with XLA (``jit_compile``); returns ``(value, reason)``.
 
     ``"auto"`` turns XLA on: on an AVX2 CPU (2 cores) it trained the classic AlexNet with 1.5 to 1.75
     times less CPU time per image and the cifar10 one with 1.15 to 1.3 times less
