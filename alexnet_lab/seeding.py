@@ -40,7 +40,9 @@ def seed_everything(seed: int, *, deterministic: bool = True, frameworks: tuple[
         seed: a non-negative integer below 2**32.
         deterministic: also ask the frameworks for deterministic algorithms
             (``torch.use_deterministic_algorithms`` with ``warn_only=True``, cuDNN's
-            deterministic mode, and TensorFlow's ``enable_op_determinism``). Slower on GPUs.
+            deterministic mode, and TensorFlow's ``enable_op_determinism``). Slower on GPUs, and
+            Keras then trains without XLA. ``False`` switches an earlier call's deterministic
+            mode off again; seeded CPU runs still repeat exactly.
         frameworks: seed only these of ``("torch", "tensorflow")``. Default: every one that
             is installed. Pass ``("torch",)`` in a PyTorch-only notebook to avoid importing
             TensorFlow (which takes a few seconds).
@@ -89,6 +91,9 @@ def _seed_torch(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    elif torch.are_deterministic_algorithms_enabled():  # back to PyTorch's default
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
 
 
 def _seed_tensorflow(seed: int, deterministic: bool) -> None:
@@ -99,3 +104,8 @@ def _seed_tensorflow(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)  # Python, NumPy and the backend (tf.random) in one call
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    else:  # back to TensorFlow's default, e.g. after an earlier seed_everything(seed)
+        from tensorflow.python.framework import config as tf_config
+
+        if getattr(tf_config, "is_op_determinism_enabled", lambda: False)():
+            tf_config.disable_op_determinism()

@@ -109,9 +109,14 @@ def test_seed_everything_repeats_python_numpy_and_torch():
     alexnet_lab.seed_everything(11, frameworks=("torch",))
     assert draw() == first
     alexnet_lab.seed_everything(12, frameworks=("torch",))
-    assert draw() != first
+    twelve = draw()
+    assert twelve != first
     assert seeding.current_seed() == 12
     assert torch.are_deterministic_algorithms_enabled()
+    alexnet_lab.seed_everything(12, deterministic=False, frameworks=("torch",))  # what notebook.start does
+    assert draw() == twelve, "the same seed without deterministic kernels draws the same numbers"
+    assert not torch.are_deterministic_algorithms_enabled(), "deterministic=False should switch it off again"
+    alexnet_lab.seed_everything(12, frameworks=("torch",))
 
 
 def test_seed_everything_refuses_bad_arguments():

@@ -83,6 +83,27 @@ def test_fit_learns_and_returns_the_same_history_format_as_pytorch(data):
     assert fig is not None
 
 
+def test_seeded_runs_with_xla_repeat_exactly_on_a_cpu(data):
+    """What the notebooks rely on: notebook.start seeds with deterministic=False so that Keras keeps XLA."""
+    from tensorflow.python.framework import config as tf_config
+
+    train, val = data
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    try:
+        runs = []
+        for _ in range(2):
+            alexnet_lab.seed_everything(3, deterministic=False)
+            assert keras_training.choose_jit_compile("auto")[0] is True, "XLA should be on without deterministic ops"
+            model = small_net()
+            history = keras_training.fit(model, train, val, epochs=2, lr=0.05, batch_size=32, **quiet())
+            runs.append((history["loss"], np.concatenate([w.ravel() for w in model.get_weights()])))
+        assert runs[0][0] == runs[1][0], "the same seed should give the same losses"
+        np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    finally:
+        if was_deterministic:
+            tf_config.enable_op_determinism()
+
+
 def test_images_per_second_counts_every_image_including_a_smaller_last_batch(data):
     train, _ = data
     seen = []
