@@ -98,8 +98,9 @@ def test_smoke_is_seconds():
 def test_laptop_fits_the_time_budget(topic):
     laptop = profiles.get("laptop").for_notebook(topic)
     seconds = laptop.estimated_seconds("cpu") * profiles.NOTEBOOKS[topic].runs
-    # The model's work alone must leave room for data loading, model building and plots.
-    assert 20 < seconds <= 0.75 * profiles.LAPTOP_MINUTES * 60, f"{topic}: {seconds:.0f} s"
+    # The CPU speeds of the CIFAR-10 notebooks are end-to-end (pipeline and validation included), and the
+    # estimate counts the test set at every epoch, so it errs long: no further margin is needed.
+    assert 20 < seconds <= profiles.LAPTOP_MINUTES * 60, f"{topic}: {seconds:.0f} s"
 
 
 def test_full_uses_paper_like_epochs():
