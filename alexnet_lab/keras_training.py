@@ -511,6 +511,7 @@ def fit(
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from.")
     num_classes = _num_classes(model)
+    set_epoch = getattr(train, "set_epoch", None)  # a course pipeline's (before take() wraps it)
     train = _as_dataset(train, batch_size, True, "train", max_batches, num_classes)
     val = _as_dataset(val, batch_size, False, "val", max_batches, num_classes)
     policy = _check_precision(model, mixed_precision)
@@ -535,6 +536,8 @@ def fit(
     initial_epoch, restore = 0, None
     if resume:
         initial_epoch, history, restore = _resume(directory, model, history, verbose)
+        if set_epoch is not None:
+            set_epoch(initial_epoch)  # the order and augmentation of the epoch that comes next
         if history.info.get("stopped_early_after_epoch") and early_stopping is not None:
             if verbose:
                 print("alexnet-lab: this run had already stopped early; nothing to resume.")
