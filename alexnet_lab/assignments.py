@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import atomic_write_text
+
 __all__ = [
     "AssignmentFormatError", "BEGIN_SOLUTION", "END_SOLUTION", "BEGIN_HIDDEN", "END_HIDDEN", "CODE_STUB", "TEXT_STUB",
     "cell_role", "validate", "student_version", "release", "load_sources",
@@ -192,23 +194,12 @@ def student_version(nb, name: str = "notebook"):
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a failure never leaves a half-written one behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _write_notebook(nb, path: Path) -> None:
     import nbformat
 
-    _atomic_write_text(path, nbformat.writes(nb) + "\n")
+    atomic_write_text(path, nbformat.writes(nb) + "\n")
 
 
 def _notebooks_in(source: str | os.PathLike) -> list[Path]:
@@ -522,7 +513,7 @@ def write_csv(grades: list[SubmissionGrade], path: str | os.PathLike) -> None:
             writer.writerow([g.submission, "", 0, 0, "; ".join(g.problems) or g.status, g.status])
         for c in g.cells:
             writer.writerow([g.submission, c.grade_id, f"{c.points:g}", f"{c.max_points:g}", c.message, c.kind])
-    _atomic_write_text(Path(path), buffer.getvalue())
+    atomic_write_text(Path(path), buffer.getvalue())
 
 
 def report_markdown(g: SubmissionGrade, timeout: float | None = None) -> str:
@@ -579,7 +570,7 @@ def grade(submissions: Iterable[str | os.PathLike], *, source: str | os.PathLike
         while stem in used:
             stem += "_"
         used.add(stem)
-        _atomic_write_text(out / f"{stem}.md", report_markdown(g, timeout))
+        atomic_write_text(out / f"{stem}.md", report_markdown(g, timeout))
         if g.executed is not None:
             _write_notebook(g.executed, out / f"{stem}.graded.ipynb")
         results.append(g)

@@ -65,12 +65,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import architecture
+from .files import atomic_write_json
 
 __all__ = [
     "FRAMEWORKS", "PRESETS", "PATHS", "CANDIDATES", "GPU_PEAKS", "Settings", "settings_for", "run",
@@ -706,16 +706,7 @@ def format_table(records: list[dict]) -> str:
 
 def write_json(records: list[dict], path: str | os.PathLike) -> None:
     """Write the records to ``path`` as a JSON list, atomically: a failed write leaves no partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, records)
 
 
 # ---------------------------------------------------------------------------

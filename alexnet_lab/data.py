@@ -48,13 +48,11 @@ mismatch, a pickle holding anything but CIFAR data, an unreadable image) raises
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import lzma
 import os
 import pickle
-import secrets
 import shutil
 import tarfile
 import tempfile
@@ -65,6 +63,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from .files import atomic_write
 
 __all__ = [
     "ImageSet",
@@ -263,26 +263,6 @@ def _is_in_cache(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 # Small file helpers: atomic writes, cache keys, hashing
 # --------------------------------------------------------------------------------------------
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(f)`` into a temp file beside ``path``, then rename it into place.
-
-    A write that fails (full disk, Ctrl-C) removes the temp file: ``path`` is either the old file,
-    absent, or complete.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"  # "x": never reuse an existing file
-    try:
-        with open(tmp, "xb") as f:  # unlike tempfile.mkstemp, keeps the usual permissions (umask)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
 
 def _atomic_folder(target: Path, fill: Callable[[Path], None]) -> None:
     """Create the folder ``target`` by ``fill(tmp)`` on a temp folder beside it, renamed when complete.
@@ -1085,7 +1065,7 @@ def _save_image(path: Path, image: np.ndarray, pil_format: str) -> None:
 
     picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
     options = {"quality": 95} if pil_format == "JPEG" else {}
-    _atomic_write(path, lambda f: picture.save(f, pil_format, **options))
+    atomic_write(path, lambda f: picture.save(f, pil_format, **options), fsync=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 # keras_models registers the custom layers, so that saved models load.
 from . import devices, distributed, keras_models  # noqa: E402,F401
+from .files import atomic_write_json  # noqa: E402
 from .history import History  # noqa: E402
 
 __all__ = [
@@ -425,26 +426,13 @@ class _Checkpointer(keras.callbacks.Callback):
         os.replace(self.directory / _PARTIAL_NAME, self.directory / MODEL_NAME)
         state = {name: {a: _plain(getattr(cb, a)) for a in ("best", "wait", "cooldown_counter") if hasattr(cb, a)}
                  for name, cb in self.watched.items()}
-        _write_json(self.directory / STATE_NAME, {**self.history.to_dict(),
-                                                   "resume": {"epoch": epoch + 1, "callbacks": state}})
+        atomic_write_json(self.directory / STATE_NAME,
+                          {**self.history.to_dict(), "resume": {"epoch": epoch + 1, "callbacks": state}})
 
 
 def _plain(value):
     value = float(value)
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: to a temporary file in the same folder, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _schedule_callback(schedule, *, lr, epochs, monitor, mode, plateau_patience, step_every):
@@ -523,6 +511,7 @@ def fit(
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from.")
     num_classes = _num_classes(model)
+    set_epoch = getattr(train, "set_epoch", None)  # a course pipeline's (before take() wraps it)
     train = _as_dataset(train, batch_size, True, "train", max_batches, num_classes)
     val = _as_dataset(val, batch_size, False, "val", max_batches, num_classes)
     policy = _check_precision(model, mixed_precision)
@@ -547,6 +536,8 @@ def fit(
     initial_epoch, restore = 0, None
     if resume:
         initial_epoch, history, restore = _resume(directory, model, history, verbose)
+        if set_epoch is not None:
+            set_epoch(initial_epoch)  # the order and augmentation of the epoch that comes next
         if history.info.get("stopped_early_after_epoch") and early_stopping is not None:
             if verbose:
                 print("alexnet-lab: this run had already stopped early; nothing to resume.")

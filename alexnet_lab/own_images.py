@@ -17,11 +17,9 @@ This module imports neither TensorFlow nor PyTorch until a model of that framewo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 from . import pipelines
 from .checks import framework_of
 from .data import ImageSet
+from .files import atomic_path, atomic_write_json
 
 __all__ = [
     "CONV_LAYERS", "keep_classes", "folder_tree", "load_image", "ImagePrediction", "predict_image",
@@ -289,20 +288,13 @@ def save_model(model, path: str | os.PathLike) -> Path:
     keras_model = framework_of(model) == "keras"
     if keras_model and path.suffix != ".keras":
         raise ValueError(f"Keras 3 saves whole models to .keras files; got {path.name!r}. Use e.g. {path.stem}.keras.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}"
-    try:
+    with atomic_path(path) as tmp:
         if keras_model:
             model.save(tmp)
         else:
             import torch
 
             torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -313,16 +305,7 @@ def save_preprocess(path: str | os.PathLike, preprocess: pipelines.Preprocess, c
     (:func:`predict_image`). Written atomically, like :func:`save_model`. Returns the path.
     """
     path = Path(path)
-    text = json.dumps({"preprocess": dataclasses.asdict(preprocess), "classes": list(classes)}, indent=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, {"preprocess": dataclasses.asdict(preprocess), "classes": list(classes)})
     return path
 
 

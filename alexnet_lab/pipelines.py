@@ -363,6 +363,7 @@ def tf_dataset(data: ImageSet, preprocess: Preprocess, *, batch_size: int = 64, 
     Every pass over the dataset (each epoch of ``model.fit``) is a new epoch (0, 1, 2, ...) with its
     own order and augmentation. ``len(dataset)`` (its cardinality) is the number of batches. The
     arguments mean the same as for :func:`torch_loader`, and the same seed gives the same batches.
+    ``dataset.set_epoch(k)`` makes the next pass epoch ``k`` (``keras_training.fit`` does it on resume).
     """
     from . import tf_pipeline
 

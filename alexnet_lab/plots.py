@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import architecture as arch
+from .files import atomic_write
 
 __all__ = [
     "plot_history", "LiveCurves", "show_images", "confusion_matrix", "per_class_accuracy",
@@ -804,22 +804,5 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> str:
     extension = os.path.splitext(path)[1].lower().lstrip(".")
     if not extension:
         raise ValueError(f"save_figure needs a file name with an extension (.png, .pdf, .svg), got {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".figure-", suffix=f".{extension}.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=extension, dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format=extension, dpi=dpi, bbox_inches="tight"))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -81,4 +81,8 @@ def make_dataset(data: ImageSet, preprocess: Preprocess, *, batch_size: int, shu
     dataset = dataset.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
     options.autotune.enabled = False   # see the module docstring
-    return dataset.with_options(options)
+    dataset = dataset.with_options(options)
+    # What torch's samplers call set_epoch: keras_training.fit(..., resume=True) says which epoch comes next,
+    # so that a resumed run sees the batches that a run that never stopped would have seen.
+    dataset.set_epoch = lambda epoch: epochs_started.__setitem__(0, int(epoch))
+    return dataset

@@ -54,6 +54,15 @@ class CheckedSequential(nn.Sequential):
             )
         return super().forward(x)
 
+    def __getitem__(self, idx):
+        """``model[k]`` is a layer; ``model[:k]`` the first k layers, still checking the input (e.g. for feature maps)."""
+        if isinstance(idx, slice):
+            layers = OrderedDict(list(self._modules.items())[idx])
+            if idx.start in (None, 0) and idx.step in (None, 1):
+                return CheckedSequential(layers, self.input_shape, f"{self.name}[:{idx.stop}]")
+            return nn.Sequential(layers)  # starts inside the network: its input is a feature map, not an image
+        return super().__getitem__(idx)
+
 
 def _layer(spec: arch.Layer, in_shape: tuple[int, ...]) -> nn.Module:
     """The PyTorch module for one framework-free layer record; ``in_shape`` is its input (H, W, C) or (features,)."""

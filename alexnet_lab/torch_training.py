@@ -36,7 +36,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import devices
+from .files import atomic_write
 from .history import History
 
 __all__ = [
@@ -272,19 +272,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     The state is written to a temporary file in the same folder, which then replaces
     ``path`` in one step (``os.replace``).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f), fsync=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

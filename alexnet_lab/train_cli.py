@@ -37,11 +37,12 @@ import os
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .files import atomic_write_json
 
 __all__ = ["register_cli", "TrainConfig", "TrainResult", "resolve", "load_data", "train", "RunFolder",
            "DATASETS", "CONFIG_NAME", "HISTORY_NAME", "METRICS_NAME", "CHECKPOINT_DIR"]
@@ -315,20 +316,6 @@ def _tested_images(n: int, batch_size: int, max_batches: int | None) -> int:
 # ---------------------------------------------------------------------------
 # The run folder
 # ---------------------------------------------------------------------------
-def _write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a temporary file in the same folder, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _versions() -> dict:
     """Versions of Python and the libraries, read without importing them."""
     import platform
@@ -388,10 +375,10 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         config = {"settings": asdict(cfg), **facts, "versions": _versions(), "host": socket.gethostname(),
                   "command": sys.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
-        _write_json(self.config, config)
+        atomic_write_json(self.config, config)
 
     def write_metrics(self, metrics: dict) -> None:
-        _write_json(self.metrics, metrics)
+        atomic_write_json(self.metrics, metrics)
 
 
 class _HistoryFile:

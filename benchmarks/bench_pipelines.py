@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a clone without installing
 
 from alexnet_lab import data, pipelines  # noqa: E402
+from alexnet_lab.files import atomic_write_json  # noqa: E402
 
 # Each case: a data set's image shape, the Preprocess arguments, and the model the pipeline feeds.
 CASES = {
@@ -203,19 +202,6 @@ def _format_row(r: dict) -> str:
             f"{r['pipeline_over_training']:>9.0f}x")
 
 
-def write_json(rows: list[dict], path: str | os.PathLike) -> None:
-    """Write ``rows`` to ``path`` as JSON, through a temporary file so that a failed write leaves no broken file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, steps and repetitions")
@@ -225,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--json: the folder {Path(args.json).resolve().parent} does not exist")
     rows = run(quick=args.quick)
     if args.json:
-        write_json(rows, args.json)
+        atomic_write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
 

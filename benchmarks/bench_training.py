@@ -33,11 +33,9 @@ From Python::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
 from alexnet_lab import architecture  # noqa: E402
+from alexnet_lab.files import atomic_write_json  # noqa: E402
 
 PRESETS = ("classic", "cifar10")
 FRAMEWORKS = ("torch", "keras")
@@ -273,19 +272,6 @@ def format_table(rows: list[dict]) -> str:
                      + [f"load average while measuring: {min(loads)} to {max(loads)} (on {os.cpu_count()} cores)"])
 
 
-def _write_json(path: str, rows: list[dict]) -> None:
-    """Write the rows as JSON atomically (temporary file in the same folder, then os.replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bench-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches, few steps (a few minutes on a CPU)")
@@ -300,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                device=args.device, threads=args.threads)
     print(format_table(rows))
     if args.json:
-        _write_json(args.json, rows)
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_lab import data
+from alexnet_lab import data, files
 
 OUT = Path(__file__).resolve().parent.parent / "alexnet_lab" / "sample_data"
 SEED = 0
@@ -34,7 +34,7 @@ def make_sample(which: str, folder: str) -> Path:
     train, test = LOADERS[which](folder, per_class=per_class, test_per_class=test_per_class, seed=SEED,
                                  download=False)
     path = OUT / f"{which}_sample.npz"
-    data._atomic_write(path, lambda f: np.savez_compressed(
+    files.atomic_write(path, fsync=True, write=lambda f: np.savez_compressed(
         f, train_images=train.images, train_labels=train.labels, test_images=test.images, test_labels=test.labels,
         classes=np.array(train.classes)))
     print(f"wrote {path}: {len(train)} train + {len(test)} test images, {path.stat().st_size / 1e6:.2f} MB")

@@ -213,6 +213,34 @@ def test_checkpoint_and_resume_continue_where_training_stopped(tmp_path, data):
     assert json.loads((tmp_path / "history.json").read_text())["resume"]["epoch"] == 4
 
 
+def test_a_resumed_run_sees_the_batches_of_a_run_that_never_stopped(tmp_path, data):
+    """The course's tf.data pipeline counts epochs; on resume, fit tells it which epoch comes next."""
+    from alexnet_lab import pipelines
+    from alexnet_lab.data import ImageSet
+
+    (x, y), _ = data
+    images = ImageSet(np.clip(x * 64 + 128, 0, 255).astype(np.uint8), y.astype(np.int64), ("a", "b", "c", "d"))
+    pre = pipelines.Preprocess(mean=(0.5,), std=(0.25,))
+
+    def net():  # no dropout: its random masks are not part of a checkpoint
+        keras.utils.set_random_seed(5)
+        return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 5, strides=3, activation="relu"),
+                                 keras.layers.Flatten(), keras.layers.Dense(4)])
+
+    def batches():  # built anew for every run, as a restarted program would
+        return pipelines.tf_dataset(images, pre, batch_size=64, shuffle=True, seed=7)
+
+    kw = quiet(lr=0.05)
+    straight = net()
+    keras_training.fit(straight, batches(), epochs=3, **kw)
+    stopped = net()
+    keras_training.fit(stopped, batches(), epochs=1, checkpoint_dir=tmp_path, **kw)
+    resumed = net()
+    keras_training.fit(resumed, batches(), epochs=3, checkpoint_dir=tmp_path, resume=True, **kw)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
 def test_resume_restores_the_weights_and_optimizer_exactly(tmp_path, data):
     train, _ = data
     model = small_net()

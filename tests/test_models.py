@@ -227,6 +227,23 @@ def test_models_say_what_input_they_expect():
         kmodel(np.zeros((2, 3, 32, 32), np.float32))
 
 
+def test_slicing_a_torch_model_gives_the_first_layers_for_feature_maps():
+    tmodel = torch_models.alexnet("classic", num_classes=10).eval()
+    names = list(dict(tmodel.named_children()))
+    first = tmodel[:3]  # conv1, its ReLU, pool1
+    assert list(dict(first.named_children())) == names[:3]
+    with torch.no_grad():
+        assert first(torch.zeros(1, 3, 227, 227)).shape == (1, 96, 27, 27)
+    with pytest.raises(ValueError, match=r"expects images of shape \(batch, 3, 227, 227\)"):
+        first(torch.zeros(1, 227, 227, 3))  # still checks the images it is given
+    rest = tmodel[3:]
+    assert type(rest) is torch.nn.Sequential and list(dict(rest.named_children())) == names[3:]
+    with torch.no_grad():
+        x = torch.randn(2, 3, 227, 227)
+        assert torch.allclose(rest(first(x)), tmodel(x), atol=1e-5)
+    assert isinstance(tmodel[0], torch.nn.Conv2d)
+
+
 def test_keras_model_saves_and_loads_as_keras_file(tmp_path):
     model = keras_models.alexnet("paper", num_classes=10, image_size=67)
     x = np.random.default_rng(2).random((1, 67, 67, 3)).astype(np.float32)
