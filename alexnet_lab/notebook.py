@@ -13,6 +13,7 @@ messages for the imports that follow.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import sys
@@ -23,6 +24,9 @@ def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up log and Python deprecation noise; call before ``import tensorflow``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    # TensorFlow's Python warnings, e.g. "triggered tf.function retracing" when a notebook builds several
+    # models: true, but nothing a student should act on.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(tensorflow|keras|google|absl)")
 
 

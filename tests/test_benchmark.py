@@ -211,3 +211,30 @@ def test_bench_command_end_to_end_with_a_tiny_configuration(framework, tmp_path,
     assert default["compiler"] == ("XLA" if framework == "keras" else None)
     assert default["train_speedup"] == pytest.approx(default["train_images_per_s"] / baseline["train_images_per_s"])
     assert f"wrote 2 records to {path}" in out and "baseline" in out and "x base" in out
+
+
+def test_bf16_accuracy_script_trains_both_precisions_from_the_same_start(tmp_path, capsys):
+    """benchmarks/bf16_accuracy.py on a tiny configuration: one record per framework and precision, same data."""
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bf16_accuracy.py"
+    spec = importlib.util.spec_from_file_location("bf16_accuracy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bf16.json"
+    assert script.main(["--frameworks", "torch", "keras", "--per-class", "2", "--test-per-class", "2",
+                        "--epochs", "1", "--batch-size", "10", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [(r["framework"], r["precision"]) for r in records] == [
+        ("torch", "float32"), ("torch", "bfloat16"), ("keras", "float32"), ("keras", "bfloat16")]
+    assert all(0 <= r["test_accuracy"] <= 1 and r["train_images"] == 20 and r["test_images"] == 20 for r in records)
+    assert records[1]["precision_used"].startswith("bfloat16") and records[0]["precision_used"].startswith("float32")
+    assert "mixed_bfloat16" in records[3]["precision_used"] and records[2]["precision_used"] == "float32"
+    text = capsys.readouterr().out
+    assert "torch: float32" in text and "keras: float32" in text and "per seed" in text
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32", "the script restores Keras' policy"

@@ -1,0 +1,276 @@
+"""Run the course's notebooks for the README's expected-results table, and write that table.
+
+Each run executes one notebook from top to bottom in a fresh kernel (as "Restart kernel and run
+all" does), in a given profile and with a given seed, and records its wall time, the hardware
+and the accuracies it reached. The results are appended to ``docs/expected_results.json``; the
+``table`` command turns them into the Markdown table between the markers in ``README.md``::
+
+    .venv/bin/python scripts/expected_results.py run --profile laptop --seeds 0 1 2 --notebooks 05 06
+    .venv/bin/python scripts/expected_results.py run --profile laptop --save-outputs   # seed 0, keeps outputs
+    .venv/bin/python scripts/expected_results.py table          # rewrites the README's table
+
+``--save-outputs`` writes the executed notebook back over the original (seed 0 only), so that the
+repository shows what each notebook produces in that profile; the cells it injects are removed
+first, and the parameters cell is left as it was (the profile comes from ``ALEXNET_LAB_PROFILE``).
+
+Run it on a quiet machine: the wall times are only meaningful when nothing else competes for the
+cores. Set ``ALEXNET_LAB_DATA`` to where the data sets are (CI uses ``../shared/data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+RESULTS = ROOT / "docs" / "expected_results.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- expected-results:begin -->", "<!-- expected-results:end -->"
+
+# What each training notebook reached, as Python expressions evaluated in the notebook's kernel after
+# its last cell: {label: expression}. Accuracies are fractions; the ReLU/tanh ratio is a plain number.
+METRICS: dict[str, dict[str, str]] = {
+    "01_lenet_to_alexnet": {
+        "ReLU/tanh speed-up to 25 % training error": "result.ratio",
+        "ReLU final training error": "result.histories['relu']['error'][-1]",
+        "tanh final training error": "result.histories['tanh']['error'][-1]",
+    },
+    "03_normalization_lrn_batchnorm": {
+        "PyTorch best test accuracy, BatchNorm": "max(h.best('val_accuracy') for h in torch_runs "
+                                                 "if 'batch' in h.label.lower())",
+        "PyTorch best test accuracy, no normalization": "max(h.best('val_accuracy') for h in torch_runs "
+                                                        "if 'batch' not in h.label.lower())",
+    },
+    "04_random_data_smoke_test": {
+        "random labels, held-out accuracy (PyTorch)": "t_random_test['accuracy']",
+        "random labels, held-out accuracy (Keras)": "k_random_test['accuracy']",
+        "healthy run, test accuracy (PyTorch)": "healthy.last('val_accuracy')",
+    },
+    "05_cifar10": {
+        "Keras test accuracy": "k_acc",
+        "PyTorch test accuracy": "t_acc",
+    },
+    "06_fashion_mnist": {
+        "AlexNet Keras test accuracy": "k_acc",
+        "AlexNet PyTorch test accuracy": "t_acc",
+        "LeNet-5 Keras test accuracy": "k_lenet_acc",
+        "LeNet-5 PyTorch test accuracy": "t_lenet_acc",
+    },
+    "07_training_recipe": {
+        "full recipe, validation accuracy (PyTorch)": "ablation.mean(recipe.FULL_RECIPE)",
+        "centre crop, test accuracy (PyTorch)": "t_result.center_accuracy",
+        "ten crops, test accuracy (PyTorch)": "t_result.ten_crop_accuracy",
+    },
+    "08_your_own_images": {
+        "Keras from scratch, test accuracy": "test_accuracy['Keras, from scratch']",
+        "Keras fine-tuned, test accuracy": "test_accuracy['Keras, fine-tuned']",
+        "PyTorch from scratch, test accuracy": "test_accuracy['PyTorch, from scratch']",
+        "PyTorch fine-tuned, test accuracy": "test_accuracy['PyTorch, fine-tuned']",
+    },
+}
+INJECTED = "injected-by-expected-results"
+MARK = "EXPECTED-RESULTS-JSON:"
+
+
+def notebook_path(name: str) -> Path:
+    """``"05"`` or ``"05_cifar10"`` or a path: the notebook it names."""
+    matches = sorted(NOTEBOOKS.glob(f"{Path(name).stem}*.ipynb"))
+    if len(matches) != 1:
+        known = ", ".join(p.stem for p in sorted(NOTEBOOKS.glob("[0-9]*.ipynb")))
+        raise SystemExit(f"{name!r} names {len(matches)} notebooks; expected one of: {known}")
+    return matches[0]
+
+
+def hardware() -> str:
+    """The CPU model and core count (and the GPU, when PyTorch sees one), in words."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    words = f"{model}, {cores} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            words += f", {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return words
+
+
+def _code_cell(source: str):
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [INJECTED]
+    return cell
+
+
+def execute(path: Path, profile: str, seed: int, *, timeout_s: int) -> tuple[dict, object]:
+    """Execute ``path`` in a fresh kernel; return its record and the executed notebook (injected cells removed)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    where = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), None)
+    if where is None:
+        raise SystemExit(f"{path.name}: no cell tagged 'parameters'; cannot set the seed")
+    if seed != 0:
+        nb.cells.insert(where + 1, _code_cell(f"SEED = {seed}  # injected by scripts/expected_results.py"))
+    metrics = METRICS.get(path.stem, {})
+    reader = ("import json as _json\n"
+              "_values = {}\n"
+              f"for _label, _expr in {metrics!r}.items():\n"
+              "    _value = eval(_expr)\n"
+              "    _values[_label] = None if _value is None else float(_value)\n"
+              f"print({MARK!r} + _json.dumps(_values))\n")
+    nb.cells.append(_code_cell(reader))
+
+    os.environ["ALEXNET_LAB_PROFILE"] = profile  # the kernel inherits this process's environment
+    client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    wall = time.perf_counter() - start
+
+    values = {}
+    for output in nb.cells[-1].get("outputs", []):
+        for line in output.get("text", "").splitlines():
+            if line.startswith(MARK):
+                values = json.loads(line[len(MARK):])
+    nb.cells = [c for c in nb.cells if INJECTED not in c.metadata.get("tags", [])]
+    record = {"notebook": path.stem, "profile": profile, "seed": seed, "wall_s": round(wall, 1),
+              "metrics": values, "hardware": hardware(), "date": dt.date.today().isoformat(),
+              "python": platform.python_version(), "versions": _versions()}
+    return record, nb
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for dist in ("torch", "tensorflow-cpu", "tensorflow", "keras"):
+        try:
+            found[dist.replace("-cpu", "")] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def load_results() -> list[dict]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+
+
+def save_results(records: list[dict]) -> None:
+    """Write the results atomically: a failed write leaves the previous file as it was."""
+    from alexnet_lab.files import atomic_write_json
+
+    atomic_write_json(RESULTS, records)
+
+
+def run(args: argparse.Namespace) -> int:
+    import nbformat
+
+    names = args.notebooks or sorted(p.stem for p in NOTEBOOKS.glob("[0-9]*.ipynb"))
+    failed = 0
+    for name in names:
+        path = notebook_path(name)
+        for seed in args.seeds:
+            print(f"{path.stem}: profile {args.profile}, seed {seed} ...", flush=True)
+            try:
+                record, executed = execute(path, args.profile, seed, timeout_s=args.timeout)
+            except Exception as error:  # a failing notebook is reported, and the others still run
+                failed += 1
+                print(f"  FAILED: {type(error).__name__}: {str(error)[-2000:]}", flush=True)
+                continue
+            print(f"  {record['wall_s']:.0f} s  {record['metrics']}", flush=True)
+            records = [r for r in load_results()
+                       if (r["notebook"], r["profile"], r["seed"]) != (path.stem, args.profile, seed)]
+            save_results(records + [record])
+            if args.save_outputs and seed == 0:
+                from alexnet_lab.files import atomic_write_text
+
+                text = nbformat.writes(executed)
+                atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+                print(f"  outputs saved in {path.relative_to(ROOT)}", flush=True)
+    return 1 if failed else 0
+
+
+def _fmt(label: str, values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    as_percent = "ratio" not in label and "speed-up" not in label
+    f = (lambda v: f"{100 * v:.1f} %") if as_percent else (lambda v: f"{v:.1f}×")
+    if len(values) == 1:
+        return f(values[0])
+    spread = (max(values) - min(values)) / 2
+    return f"{f(statistics.mean(values))} ± {f(spread).rstrip(' %×')}{' pp' if as_percent else ''}"
+
+
+def table(records: list[dict]) -> str:
+    """The Markdown table: one row per notebook, profile and metric, mean ± half the range over seeds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["notebook"], r["profile"]), []).append(r)
+    order = {"smoke": 0, "laptop": 1, "full": 2}
+    lines = ["| notebook | profile | result | mean ± half-range | seeds | wall time per run | hardware |",
+             "|---|---|---|---|---|---|---|"]
+    for (name, profile), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
+        runs.sort(key=lambda r: r["seed"])
+        walls = [r["wall_s"] for r in runs]
+        wall = f"{statistics.median(walls) / 60:.1f} min" if len(walls) == 1 else \
+            f"{min(walls) / 60:.1f}–{max(walls) / 60:.1f} min"
+        hw = "; ".join(sorted({r["hardware"] for r in runs}))
+        labels = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
+        for i, label in enumerate(labels or ["(no accuracy recorded)"]):
+            values = [r["metrics"].get(label) for r in runs]
+            first = i == 0
+            lines.append(f"| {name[:2] if first else ''} | {profile if first else ''} | {label} | "
+                         f"{_fmt(label, values)} | {len(runs) if first else ''} | {wall if first else ''} | "
+                         f"{hw if first else ''} |")
+    return "\n".join(lines)
+
+
+def write_table(args: argparse.Namespace) -> int:
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} markers to put the table between")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    from alexnet_lab.files import atomic_write_text
+
+    atomic_write_text(README, f"{head}{BEGIN}\n{table(load_results())}\n{END}{tail}")
+    print(table(load_results()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="execute notebooks and record their results")
+    r.add_argument("--profile", default="laptop", choices=("smoke", "laptop", "full"))
+    r.add_argument("--seeds", type=int, nargs="+", default=[0])
+    r.add_argument("--notebooks", nargs="*", help="numbers or names, e.g. 05 06 (default: all)")
+    r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may take")
+    r.add_argument("--save-outputs", action="store_true", help="keep seed 0's outputs in the notebook")
+    sub.add_parser("table", help="rewrite the README's expected-results table from the recorded results")
+    args = parser.parse_args(argv)
+    return run(args) if args.command == "run" else write_table(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

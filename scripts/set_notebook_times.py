@@ -1,0 +1,78 @@
+"""Write each notebook's measured times into its header, from docs/expected_results.json.
+
+Every notebook's first cell has a paragraph that starts with ``**Time**``. This script rewrites it from
+the runs that ``scripts/expected_results.py`` recorded (the median wall time per profile), so that the
+header says what was measured, where, and never goes stale by hand::
+
+    .venv/bin/python scripts/set_notebook_times.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import expected_results as er  # noqa: E402
+
+from alexnet_lab.files import atomic_write_text  # noqa: E402
+
+# What a GPU run of the full profile would take: not measured (no GPU was available), said as such.
+FULL = {
+    "01": "the full profile (all 50,000 images, 40 epochs per network) was not measured, as no GPU was "
+          "available; expect minutes on one",
+    "02": "nothing is trained, so the full profile runs the same code (on a GPU machine the timing cell of "
+          "section 6 times the GPU)",
+    "03": "the full profile (all 50,000 training images, 30 epochs per run) was not measured, as no GPU was "
+          "available; preparing the batches on the CPU limits it",
+    "04": "the full profile was not measured, as no GPU was available; expect a few minutes on one",
+    "05": "the full profile (all of CIFAR-10, 30 epochs) was not measured, as no GPU was available",
+    "06": "the full profile (all of Fashion-MNIST at 227×227, 30 epochs) was not measured, as no GPU was "
+          "available",
+    "07": "the full profile (all of CIFAR-10, 30 epochs per run, 8 runs) was not measured, as no GPU was "
+          "available",
+    "08": "the full profile (all of CIFAR-10's images, 30 epochs per run) was not measured, as no GPU was "
+          "available",
+}
+
+
+def _minutes(seconds: float) -> str:
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} minutes"
+
+
+def paragraph(stem: str, records: list[dict]) -> str:
+    walls = {}
+    for profile in ("smoke", "laptop"):
+        runs = [r["wall_s"] for r in records if r["notebook"] == stem and r["profile"] == profile]
+        walls[profile] = statistics.median(runs) if runs else None
+    if None in walls.values():
+        missing = [p for p, w in walls.items() if w is None]
+        raise SystemExit(f"{stem}: no recorded {' or '.join(missing)} run; run scripts/expected_results.py first")
+    hardware = next(r["hardware"] for r in records if r["notebook"] == stem and r["profile"] == "laptop")
+    return (f"**Time**, measured from top to bottom on an otherwise idle {hardware} CPU (see the README's "
+            f"[expected results](../README.md#expected-results)): smoke profile {_minutes(walls['smoke'])} "
+            f"(it only proves that the code runs), laptop profile {_minutes(walls['laptop'])}; "
+            f"{FULL[stem[:2]]}. Reading and exercises: about 45 minutes.")
+
+
+def main() -> int:
+    records = er.load_results()
+    for path in sorted(er.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        header = nb["cells"][0]
+        text = "".join(header["source"])
+        start = text.index("**Time**")
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        new = text[:start] + paragraph(path.stem, records) + text[end:]
+        if new != text:
+            header["source"] = new.splitlines(keepends=True)
+            atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            print(f"{path.name}: {paragraph(path.stem, records)[:100]}...")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The README's expected-results table: made from recorded runs, and reading variables the notebooks define."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("expected_results", ROOT / "scripts" / "expected_results.py")
+er = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(er)
+
+
+def notebook_names(path: Path) -> set[str]:
+    """Every name a notebook's code cells bind (assignments, imports, for targets, defs)."""
+    names = set()
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+    return names
+
+
+@pytest.mark.parametrize("stem", sorted(er.METRICS))
+def test_every_metric_reads_variables_its_notebook_defines(stem):
+    path = er.NOTEBOOKS / f"{stem}.ipynb"
+    assert path.exists(), f"METRICS names {stem}, which is not a notebook in notebooks/"
+    defined = notebook_names(path) | set(dir(builtins))
+    for label, expression in er.METRICS[stem].items():
+        tree = ast.parse(expression, mode="eval")
+        local = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - local
+        missing = used - defined
+        assert not missing, f"{stem}: {label!r} reads {sorted(missing)}, which the notebook never defines"
+
+
+def test_every_training_notebook_has_metrics():
+    training = {"01", "03", "04", "05", "06", "07", "08"}
+    assert {stem[:2] for stem in er.METRICS} == training
+
+
+def test_recorded_results_are_complete_and_the_readme_shows_them():
+    records = er.load_results()
+    assert records, "docs/expected_results.json holds no runs; run scripts/expected_results.py"
+    for r in records:
+        assert {"notebook", "profile", "seed", "wall_s", "metrics", "hardware", "date"} <= set(r), r
+        assert r["wall_s"] > 0 and r["profile"] in {"smoke", "laptop", "full"}
+        assert r["metrics"], f"{r['notebook']} ({r['profile']}, seed {r['seed']}) recorded no result"
+    readme = er.README.read_text()
+    shown = readme.split(er.BEGIN, 1)[1].split(er.END, 1)[0].strip()
+    assert shown == er.table(records), "the README's table is stale: run scripts/expected_results.py table"
+    assert any(r["profile"] == "laptop" for r in records), "the table should show the laptop profile"
+
+
+def test_table_gives_mean_and_half_range_over_seeds():
+    runs = [{"notebook": "05_cifar10", "profile": "laptop", "seed": s, "wall_s": w, "hardware": "cpu",
+             "metrics": {"PyTorch test accuracy": a}} for s, w, a in [(0, 600, 0.50), (1, 660, 0.54), (2, 630, 0.52)]]
+    text = er.table(runs)
+    assert "| 05 | laptop | PyTorch test accuracy | 52.0 % ± 2.0 pp | 3 | 10.0–11.0 min | cpu |" in text
+    ratio = [{**runs[0], "notebook": "01_x", "metrics": {"ReLU/tanh speed-up to 25 % training error": 3.0}}]
+    assert "| 3.0× |" in er.table(ratio)
+
+
+def test_notebook_path_names_one_notebook():
+    assert er.notebook_path("05").name == "05_cifar10.ipynb"
+    with pytest.raises(SystemExit, match="expected one of"):
+        er.notebook_path("99")

@@ -1,0 +1,121 @@
+"""The course's notebook conventions, checked without running anything (nbval runs the notebooks themselves).
+
+Each notebook: a title, learning goals, prerequisites, the time per profile and links to its neighbours;
+a parameters cell; exercises with folded solutions; no APIs that Keras 3 or current PyTorch tooling
+removed; no committed error outputs or out-of-order execution state; listed in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+# What newer releases removed, and what replaced it (the message a failing test shows).
+REMOVED_APIS = {
+    r"layers\.experimental": "Keras 3 has no layers.experimental: use keras.layers.RandomFlip etc.",
+    r"ImageDataGenerator": "Keras 3 has no ImageDataGenerator: use alexnet_lab.pipelines or keras.utils",
+    r"keras\.preprocessing\.image": "Keras 3 removed keras.preprocessing.image: use keras.utils.load_img",
+    r"\btorchsummary\b": "torchsummary is unmaintained: use torchinfo.summary",
+    r"\.h5['\"]": "Keras 3 saves whole models as .keras files",
+    r"\btf\.keras\b": "import keras (Keras 3) rather than tf.keras",
+    r"np_utils": "keras.utils.np_utils is gone: use keras.utils.to_categorical",
+}
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_the_series_is_complete_and_numbered():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_header_has_title_goals_prerequisites_time_and_links(path):
+    header = source(cells(path)[0])
+    assert header.startswith(f"# {path.name[:2]} · "), "the first cell starts with '# NN · Title'"
+    for part in ("**Learning goals**", "**Prerequisites**", "**Time**"):
+        assert part in header, f"the first cell should have {part}"
+    number = int(path.name[:2])
+    neighbours = [p.name for p in NOTEBOOKS if abs(int(p.name[:2]) - number) == 1]
+    for name in neighbours:
+        assert f"]({name})" in header, f"the first cell should link to {name}"
+    for link in re.findall(r"\]\(([^)#]+\.(?:ipynb|md))", header):
+        assert (path.parent / link).exists(), f"broken link {link}"
+    assert not re.search(r"\b[A-Z]+_[A-Z]\b|TODO|TBD|FIXME", header), "a placeholder was left in the header"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_picks_the_profile(path):
+    tagged = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "one code cell tagged 'parameters'"
+    text = source(tagged[0])
+    assert re.search(r"^PROFILE = None\b", text, re.M) and re.search(r"^SEED = \d+", text, re.M)
+    assert any("notebook.start(PROFILE" in source(c) for c in cells(path)), "notebook.start(PROFILE, ...) is called"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercises_have_folded_solutions(path):
+    markdown = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+    assert re.search(r"exercise", markdown, re.I), "a notebook ends with exercises"
+    assert "<details" in markdown and "</details>" in markdown, "solutions are folded away in <details>"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_api_that_newer_releases_removed(path):
+    for i, cell in enumerate(cells(path)):
+        if cell["cell_type"] != "code":
+            continue
+        for pattern, why in REMOVED_APIS.items():
+            assert not re.search(pattern, source(cell)), f"cell {i}: {why}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_come_from_one_clean_run(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    counts = [c["execution_count"] for c in code if c.get("execution_count") is not None]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), \
+        "execution counts out of order: restart the kernel and run all before committing"
+    for i, cell in enumerate(code):
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"code cell {i} has a committed error: {errors[0].get('ename')}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_readme_lists_the_notebook(path):
+    assert f"](notebooks/{path.name})" in (ROOT / "README.md").read_text()
+
+
+def test_installed_versions_are_the_supported_ones():
+    """The README states the supported ranges; pyproject.toml enforces them; the installed ones must fit."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    checked = []
+    for line in deps:
+        req = Requirement(line)
+        if req.name not in {"torch", "tensorflow-cpu", "tensorflow", "keras", "torchinfo", "nbval"}:
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = version(req.name)
+        except PackageNotFoundError:
+            pytest.fail(f"{req.name} is not installed: run `bash course.sh test`, which installs it")
+        assert req.specifier.contains(installed.split("+")[0], prereleases=True), \
+            f"{req.name} {installed} is outside the supported range {req.specifier}"
+        checked.append(req.name)
+    assert {"torch", "keras"} <= set(checked)
