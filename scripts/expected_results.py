@@ -232,11 +232,11 @@ def table(records: list[dict]) -> str:
     for (name, profile), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
         runs.sort(key=lambda r: r["seed"])
         walls = [r["wall_s"] for r in runs]
-        wall = f"{statistics.median(walls) / 60:.1f} min" if len(walls) == 1 else \
-            f"{min(walls) / 60:.1f}–{max(walls) / 60:.1f} min"
+        low, high = f"{min(walls) / 60:.1f}", f"{max(walls) / 60:.1f}"
+        wall = f"{low} min" if low == high else f"{low}–{high} min"
         hw = "; ".join(sorted({r["hardware"] for r in runs}))
         labels = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
-        for i, label in enumerate(labels or ["(no accuracy recorded)"]):
+        for i, label in enumerate(labels or ["(nothing is trained)"]):
             values = [r["metrics"].get(label) for r in runs]
             first = i == 0
             lines.append(f"| {name[:2] if first else ''} | {profile if first else ''} | {label} | "

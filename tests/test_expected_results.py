@@ -58,7 +58,8 @@ def test_recorded_results_are_complete_and_the_readme_shows_them():
     for r in records:
         assert {"notebook", "profile", "seed", "wall_s", "metrics", "hardware", "date"} <= set(r), r
         assert r["wall_s"] > 0 and r["profile"] in {"smoke", "laptop", "full"}
-        assert r["metrics"], f"{r['notebook']} ({r['profile']}, seed {r['seed']}) recorded no result"
+        if r["notebook"] in er.METRICS:
+            assert r["metrics"], f"{r['notebook']} ({r['profile']}, seed {r['seed']}) recorded no result"
     readme = er.README.read_text()
     shown = readme.split(er.BEGIN, 1)[1].split(er.END, 1)[0].strip()
     assert shown == er.table(records), "the README's table is stale: run scripts/expected_results.py table"
