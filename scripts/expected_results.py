@@ -196,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"  FAILED: {type(error).__name__}: {str(error)[-2000:]}", flush=True)
                 continue
+            if args.note:
+                record["note"] = args.note
             print(f"  {record['wall_s']:.0f} s  {record['metrics']}", flush=True)
             records = [r for r in load_results()
                        if (r["notebook"], r["profile"], r["seed"]) != (path.stem, args.profile, seed)]
@@ -234,6 +236,8 @@ def table(records: list[dict]) -> str:
         walls = [r["wall_s"] for r in runs]
         low, high = f"{min(walls) / 60:.1f}", f"{max(walls) / 60:.1f}"
         wall = f"{low} min" if low == high else f"{low}–{high} min"
+        notes = sorted({r["note"] for r in runs if r.get("note")})
+        wall += "".join(f" ({n})" for n in notes)
         hw = "; ".join(sorted({r["hardware"] for r in runs}))
         labels = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
         for i, label in enumerate(labels or ["(nothing is trained)"]):
@@ -267,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--notebooks", nargs="*", help="numbers or names, e.g. 05 06 (default: all)")
     r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may take")
     r.add_argument("--save-outputs", action="store_true", help="keep seed 0's outputs in the notebook")
+    r.add_argument("--note", help="a remark kept with the runs and shown with their time, e.g. what else ran")
     sub.add_parser("table", help="rewrite the README's expected-results table from the recorded results")
     args = parser.parse_args(argv)
     return run(args) if args.command == "run" else write_table(args)
