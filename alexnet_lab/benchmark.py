@@ -288,10 +288,39 @@ def _rates(prefix: str, timing: dict, batch_size: int) -> dict:
             f"{prefix}_warmup_s": round(timing["warmup_s"], 3)}
 
 
+def torch_steps(model, x, y, *, dtype=None, autocast: bool = False, grad_scaling: bool = False):
+    """One training step and one inference step of ``model`` on the fixed batch ``(x, y)``, as callables.
+
+    The training step is SGD (momentum 0.9, weight decay 5e-4) on the cross-entropy, under autocast to
+    ``dtype`` when ``autocast`` is true, with a gradient scaler when ``grad_scaling`` is true (float16).
+    Both steps work on the model as given (compiled or channels-last models included).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    device_type = x.device.type
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    scaler = torch.amp.GradScaler(device_type, enabled=grad_scaling)
+
+    def train_step():
+        with torch.autocast(device_type, dtype=dtype, enabled=autocast):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def infer_step():
+        with torch.inference_mode(), torch.autocast(device_type, dtype=dtype, enabled=autocast):
+            model(x)
+
+    return train_step, infer_step
+
+
 def _torch_model_case(spec: dict) -> dict:
     """Training and inference speed of the PyTorch model for one path (baseline, default or a candidate)."""
     import torch
-    import torch.nn.functional as F
 
     from . import devices, torch_models
 
@@ -324,21 +353,8 @@ def _torch_model_case(spec: dict) -> dict:
     model = model.to(memory_format=memory_format)
     x = x.contiguous(memory_format=memory_format)
     forward = torch.compile(model) if compiled else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision.grad_scaling)
-
-    def train_step():
-        with torch.autocast(dev.type, dtype=precision.torch_dtype, enabled=precision.autocast):
-            logits = forward(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    def infer_step():
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=precision.torch_dtype, enabled=precision.autocast):
-            forward(x)
+    train_step, infer_step = torch_steps(forward, x, y, dtype=precision.torch_dtype, autocast=precision.autocast,
+                                         grad_scaling=precision.grad_scaling)
 
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     model.train()

@@ -43,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
 from alexnet_lab import architecture  # noqa: E402
+from alexnet_lab.benchmark import torch_steps  # noqa: E402
 from alexnet_lab.files import atomic_write_json  # noqa: E402
 
 PRESETS = ("classic", "cifar10")
@@ -87,7 +88,6 @@ def _torch_case(preset: str, batch_size: int, warmup: int, steps: int, device, h
                 channels_last: bool) -> tuple[float, float]:
     """Training and inference images/s of one PyTorch variant."""
     import torch
-    import torch.nn.functional as F
 
     from alexnet_lab import torch_models
 
@@ -101,21 +101,8 @@ def _torch_case(preset: str, batch_size: int, warmup: int, steps: int, device, h
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     dtype = getattr(torch, half) if half else torch.float32
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=half == "float16")
-
-    def train_step():
-        with torch.autocast(device.type, dtype=dtype, enabled=half is not None):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    def inference_step():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=half is not None):
-            model(x)
+    train_step, inference_step = torch_steps(model, x, y, dtype=dtype, autocast=half is not None,
+                                             grad_scaling=half == "float16")
 
     model.train()
     train = _median_rate(train_step, batch_size, warmup, steps, sync)
