@@ -51,7 +51,8 @@ def _minutes(seconds: float) -> str:
 def paragraph(stem: str, records: list[dict]) -> str:
     walls = {}
     for profile in ("smoke", "laptop"):
-        runs = [r["wall_s"] for r in records if r["notebook"] == stem and r["profile"] == profile]
+        runs = [r["wall_s"] for r in records
+                if r["notebook"] == stem and r["profile"] == profile and er.timed(r)]
         walls[profile] = statistics.median(runs) if runs else None
     if walls["smoke"] is None:
         walls["smoke"] = SMOKE_NBVAL_S.get(stem[:2])

@@ -75,6 +75,17 @@ def test_table_gives_mean_and_half_range_over_seeds():
     assert "| 3.0× |" in er.table(ratio)
 
 
+def test_runs_that_shared_the_cores_count_for_accuracy_but_not_for_time():
+    alone = {"notebook": "05_cifar10", "profile": "laptop", "seed": 0, "wall_s": 600, "hardware": "2 cores",
+             "metrics": {"PyTorch test accuracy": 0.50}}
+    shared = [{**alone, "seed": s, "wall_s": 1500, "hardware": "1 cores", "timed": False,
+               "metrics": {"PyTorch test accuracy": a}} for s, a in [(1, 0.54), (2, 0.52)]]
+    text = er.table([alone, *shared])
+    assert "| 52.0 % ± 2.0 pp | 3 | 10.0 min (seed 0) | 2 cores |" in text
+    only_shared = er.table(shared)
+    assert "25.0 min (runs shared the cores: slower than alone)" in only_shared
+
+
 def test_notebook_path_names_one_notebook():
     assert er.notebook_path("05").name == "05_cifar10.ipynb"
     with pytest.raises(SystemExit, match="expected one of"):
