@@ -41,7 +41,7 @@ case "${1:-}" in
         # Tests and notebooks run in the seconds-scale 'smoke' profile unless told otherwise.
         export ALEXNET_LAB_PROFILE=${ALEXNET_LAB_PROFILE:-smoke}
         echo "==> linting the package, tests and notebooks"
-        "$VENV/bin/ruff" check alexnet_lab tests benchmarks
+        "$VENV/bin/ruff" check alexnet_lab tests benchmarks scripts
         "$VENV/bin/nbqa" ruff notebooks/
         echo "==> running the package tests and every notebook (profile: $ALEXNET_LAB_PROFILE)"
         exec "$VENV/bin/python" -m pytest tests/ --nbval-lax --nbval-current-env notebooks/ "$@"
