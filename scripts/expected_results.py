@@ -11,7 +11,11 @@ and the accuracies it reached. The results are appended to ``docs/expected_resul
 
 Two runs may share the machine (for example seeds 1 and 2 side by side, each pinned to one core with
 ``taskset``) when ``--shared-cores`` says so: their accuracies count, their wall times are left out of
-the table, because they are not what a student with the machine to themselves would see.
+the table, because they are not what a student with the machine to themselves would see::
+
+    export OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
+    taskset -c 0 .venv/bin/python scripts/expected_results.py run --seeds 1 --shared-cores --notebooks 04 07 &
+    taskset -c 1 .venv/bin/python scripts/expected_results.py run --seeds 2 --shared-cores --notebooks 04 07
 
 ``--save-outputs`` writes the executed notebook back over the original (seed 0 only), so that the
 repository shows what each notebook produces in that profile; the cells it injects are removed
