@@ -128,6 +128,19 @@ def _code_cell(source: str):
     return cell
 
 
+def working_directory(path: Path, seed: int) -> Path:
+    """Where the kernel runs: seed 0 beside the notebook, as a student's would; other seeds each in their own folder.
+
+    Notebooks write their files under ``runs/`` relative to where they run (notebook 08 builds an image folder
+    there), so two seeds run side by side would otherwise overwrite each other's files mid-run.
+    """
+    if seed == 0:
+        return path.parent
+    folder = path.parent / "runs" / "expected_results" / f"seed{seed}"  # runs/ is ignored by git
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def execute(path: Path, profile: str, seed: int, *, timeout_s: int) -> tuple[dict, object]:
     """Execute ``path`` in a fresh kernel; return its record and the executed notebook (injected cells removed)."""
     import nbformat
@@ -150,7 +163,7 @@ def execute(path: Path, profile: str, seed: int, *, timeout_s: int) -> tuple[dic
 
     os.environ["ALEXNET_LAB_PROFILE"] = profile  # the kernel inherits this process's environment
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3", record_timing=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(working_directory(path, seed))}})
     start = time.perf_counter()
     client.execute()
     wall = time.perf_counter() - start

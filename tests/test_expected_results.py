@@ -90,3 +90,12 @@ def test_notebook_path_names_one_notebook():
     assert er.notebook_path("05").name == "05_cifar10.ipynb"
     with pytest.raises(SystemExit, match="expected one of"):
         er.notebook_path("99")
+
+
+def test_each_seed_runs_in_a_working_directory_of_its_own(tmp_path):
+    # Notebook 08 builds an image folder under runs/ where it runs: two seeds side by side must not share it.
+    notebook = tmp_path / "08_your_own_images.ipynb"
+    assert er.working_directory(notebook, 0) == tmp_path  # seed 0 runs beside the notebook, as a student's does
+    one, two = er.working_directory(notebook, 1), er.working_directory(notebook, 2)
+    assert one != two and one.is_dir() and two.is_dir()
+    assert one.relative_to(tmp_path).parts[0] == "runs", "runs/ is ignored by git"
