@@ -26,7 +26,7 @@ def test_start_with_topic_returns_the_notebooks_settings(capsys):
     assert profile.topic == "cifar10"
     assert profile.per_class == profiles.PROFILES["laptop"].overrides["cifar10"]["per_class"]
     printed = capsys.readouterr().out
-    assert "CIFAR-10" in printed and "Estimated time per training run" in printed
+    assert "CIFAR-10" in printed and "Estimated training time of this notebook" in printed
 
 
 def test_start_without_topic_is_the_generic_profile(capsys):

@@ -170,7 +170,11 @@ def test_profiles_are_immutable():
 def test_describe_says_what_and_how_to_switch():
     text = profiles.get("laptop").for_notebook("cifar10").describe()
     assert "'laptop'" in text and "CIFAR-10" in text
-    assert "1,000 images per class" in text and "6 epochs" in text and "(2 in this notebook)" in text
+    assert "1,000 images per class" in text and "6 epochs" in text
+    # The notebook's total: two runs (Keras and PyTorch) of the per-run estimate.
+    laptop = profiles.get("laptop").for_notebook("cifar10")
+    total = profiles._duration(2 * laptop.estimated_seconds("cpu"))
+    assert f"Estimated training time of this notebook, the model's work alone: {total} on a 2-core CPU" in text
     assert "2-core CPU" in text and "GPU" in text
     assert "'smoke' or 'full'" in text and profiles.ENV_VAR in text
     assert "all the training images" in profiles.get("full").describe()
