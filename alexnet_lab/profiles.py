@@ -4,7 +4,7 @@ The same notebook has to run in three places, so it asks a *profile* for its siz
 
 * ``smoke``: seconds per notebook, for CI and tests. Tiny subsets, one epoch, a few
   batches. The numbers it prints mean nothing; it only proves that the code runs.
-* ``laptop`` (the default): a student's CPU. Each training notebook finishes in 10 to 30
+* ``laptop`` (the default): a student's CPU. Each training notebook finishes in 3 to 30
   minutes on 2 cores and still learns something real.
 * ``full``: a GPU. All the data, paper-like numbers of epochs.
 
