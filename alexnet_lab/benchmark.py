@@ -42,7 +42,7 @@ How the numbers are made
   8 float32 lanes × 2 FMA units × 2 FLOPs = 32), see :func:`cpu_peak_flops`; an *upper bound*. For
   a GPU, the vendor's dense peak for the precision used (:data:`GPU_PEAKS`). Every record says how
   its peak was estimated (``peak_estimate``).
-* **peak memory**: ``ru_maxrss`` of the case's own process (everything: the framework's libraries,
+* **peak memory**: the peak resident memory (:func:`peak_rss_bytes`) of the case's own process (everything: the framework's libraries,
   the model, the optimizer state, the activations), and the same minus the memory in use right after
   importing the framework. On a GPU, also the framework's peak of allocated GPU memory.
 * **load average**: the machine's 1-minute load average before and after each case. Above the
@@ -254,14 +254,32 @@ def _rss_mib() -> float | None:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _peak_rss_mib() -> float | None:
-    """This process's peak resident memory so far, in MiB (``ru_maxrss``)."""
+def peak_rss_bytes() -> int | None:
+    """This process's own peak resident memory so far, in bytes (None where it cannot be read, e.g. Windows).
+
+    On Linux it is ``VmHWM`` from ``/proc/self/status``. ``ru_maxrss`` would not do there: Linux keeps it
+    across ``execve``, so a process started from a large one (pytest after many tests, 5 GB) reports the
+    parent's peak as its own. Elsewhere it is ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, in MiB (see :func:`peak_rss_bytes`)."""
+    peak = peak_rss_bytes()
+    return None if peak is None else peak / 2**20
 
 
 def time_steps(step, *, warmup: int, repetitions: int, sync=lambda: None) -> dict:
