@@ -680,7 +680,9 @@ def evaluate(model: nn.Module, data, *, max_batches: int | None = None, batch_si
     """Loss, accuracy and images/s of ``model`` on ``data`` (dropout off), on the device the model is on.
 
     ``data`` takes the same forms as ``fit``'s ``train``. Returns
-    ``{"loss": ..., "accuracy": ..., "images_per_s": ...}``.
+    ``{"loss": ..., "accuracy": ..., "images_per_s": ...}``. It computes in float32 unless
+    ``mixed_precision`` says otherwise; ``"auto"`` gives the precision ``fit`` validates in (bfloat16 on
+    CPUs with AVX-512 BF16 or AMX), and so the same numbers as its last validation.
     """
     data = _as_batches(data, batch_size, shuffle=False, what="data")
     device = _model_device(model)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import alexnet_lab
-from alexnet_lab import torch_models, torch_training
+from alexnet_lab import devices, torch_models, torch_training
 from alexnet_lab.history import History
 
 TIMING = ("images_per_s", "epoch_time_s")
@@ -54,9 +54,11 @@ def test_fit_learns_a_learnable_task_and_returns_the_history(data):
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert before["accuracy"] < 0.45 and history["val_accuracy"][-1] > 0.8  # chance: 0.25
     assert history.info["device"].startswith("cpu") and history.info["seed"] == 0
-    assert history.info["precision"].startswith("float32") and history.info["channels_last"] is False
+    # "auto" precision: bfloat16 where the CPU computes it in hardware (AVX-512 BF16, AMX), float32 elsewhere.
+    auto = "bfloat16" if devices.cpu_has_fast_bf16() else "float32"
+    assert history.info["precision"].startswith(auto) and history.info["channels_last"] is False
     assert all(v > 0 for v in history["images_per_s"])
-    after = torch_training.evaluate(model, val)
+    after = torch_training.evaluate(model, val, mixed_precision="auto")  # in the precision fit validated in
     assert after["accuracy"] == pytest.approx(history["val_accuracy"][-1])
     assert after["loss"] == pytest.approx(history["val_loss"][-1], rel=1e-5)
 
@@ -270,10 +272,11 @@ def test_channels_last_and_bfloat16_switches(data):
     train, val = data
     kw = quiet(epochs=2, lr=0.05, batch_size=32)
     runs = {}
-    for channels_last in (False, True):
+    for channels_last in (False, True):  # in float32, whatever "auto" would choose on this CPU
         alexnet_lab.seed_everything(3, frameworks=("torch",))
         model = torch_models.lenet5(num_classes=4, activation="relu")
-        runs[channels_last] = torch_training.fit(model, train, val, channels_last=channels_last, **kw)
+        runs[channels_last] = torch_training.fit(model, train, val, channels_last=channels_last,
+                                                 mixed_precision=False, **kw)
     assert runs[True].info["channels_last"] is True and runs[False].info["channels_last"] is False
     assert torch_training._is_channels_last(model)
     assert np.allclose(runs[True]["loss"], runs[False]["loss"], rtol=1e-4)  # same numbers, other memory order
