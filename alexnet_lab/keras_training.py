@@ -117,10 +117,12 @@ def choose_policy(mode: str | bool = "auto") -> tuple[str, str]:
 def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = None) -> tuple[bool | str, str]:
     """Whether ``fit`` compiles the model's steps with XLA (``jit_compile``); returns ``(value, reason)``.
 
-    ``"auto"`` turns XLA on: on an AVX2 CPU (2 cores) it trained the classic AlexNet with 1.5 to 1.75
-    times less CPU time per image and the cifar10 one with 1.15 to 1.3 times less
-    (``alexnet-lab bench``, see docs/performance.md), after a compilation of seconds; on GPUs it is Keras'
-    own default. It stays off where Keras would refuse it: under a ``tf.distribute`` strategy
+    ``"auto"`` turns XLA on for GPUs (Keras' own default) and for CPUs without AVX-512: on an AVX2
+    CPU (AMD EPYC, 2 cores) it trained the classic AlexNet with 1.5 to 1.75 times less CPU time per image
+    and the cifar10 one with 1.15 to 1.3 times less (``alexnet-lab bench``, see docs/performance.md),
+    after a compilation of seconds. On a CPU with AVX-512 (AMD EPYC, Zen 4, 2 cores) it was the other
+    way round: XLA trained at 0.75 (cifar10) and 0.86 (classic) times the speed of plain Keras, whose
+    oneDNN kernels use AVX-512 (and bfloat16 there), so ``"auto"`` leaves it off on such CPUs. It stays off where Keras would refuse it: under a ``tf.distribute`` strategy
     (Keras' ``"auto"`` decides), and with TensorFlow's deterministic ops on, which
     ``alexnet_lab.seed_everything(seed)`` switches on (``deterministic=False`` keeps XLA).
     ``True``/``False`` force it on or off.
@@ -134,7 +136,12 @@ def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = No
     if _op_determinism_enabled():
         return False, ("deterministic ops are on (seed_everything(..., deterministic=True)) and Keras runs no XLA "
                        "then; deterministic=False gives XLA's speed")
-    return True, "measured faster on an AVX2 CPU; Keras' own default on GPUs"
+    if _gpus():
+        return True, "Keras' own default on GPUs"
+    if "avx512f" in devices.cpu_flags():
+        return False, ("measured slower on an AVX-512 CPU, where TensorFlow's own oneDNN kernels win (0.75 to 0.86 "
+                       "times their speed); compile=True forces it")
+    return True, "measured faster on an AVX2 CPU"
 
 
 def _op_determinism_enabled() -> bool:

@@ -165,7 +165,7 @@ def test_compile_is_off_by_default_and_can_be_asked_for():
         devices.choose_compile("cpu", "yes")
 
 
-def test_keras_xla_is_on_by_default_except_under_a_distribution_strategy():
+def test_keras_xla_auto_follows_the_measurements_and_defers_to_a_distribution_strategy():
     tf = pytest.importorskip("tensorflow")
     from tensorflow.python.framework import config  # the switch seed_everything(seed) turns on, and its getter
 
@@ -174,7 +174,15 @@ def test_keras_xla_is_on_by_default_except_under_a_distribution_strategy():
     was_deterministic = config.is_op_determinism_enabled()
     config.disable_op_determinism()
     try:
-        assert keras_training.choose_jit_compile("auto")[0] is True
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(keras_training, "_gpus", lambda: [])
+            patch.setattr(keras_training.devices, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+            assert keras_training.choose_jit_compile("auto")[0] is True, "measured faster on an AVX2 CPU"
+            patch.setattr(keras_training.devices, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+            on, reason = keras_training.choose_jit_compile("auto")
+            assert on is False and "AVX-512" in reason, "measured slower than oneDNN on an AVX-512 CPU"
+            patch.setattr(keras_training, "_gpus", lambda: ["/gpu:0"])
+            assert keras_training.choose_jit_compile("auto")[0] is True, "Keras' own default on GPUs"
         assert keras_training.choose_jit_compile(False) == (False, "switched off")
         with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
             assert keras_training.choose_jit_compile("auto")[0] == "auto"   # Keras decides under tf.distribute
@@ -207,8 +215,12 @@ def test_bench_command_end_to_end_with_a_tiny_configuration(framework, tmp_path,
         assert r["peak_flop_per_s"] is None or (math.isfinite(r["peak_flop_per_s"]) and "FLOP" in r["peak_estimate"])
     baseline, default = records
     assert baseline["precision"] == "float32" and not baseline["compiled"] and baseline["train_speedup"] == 1.0
-    # The default path is what fit does here: XLA for Keras, no torch.compile (see devices.choose_compile).
-    assert default["compiler"] == ("XLA" if framework == "keras" else None)
+    # The default path is what fit does here: no torch.compile (devices.choose_compile); XLA for Keras on a CPU
+    # without AVX-512 (keras_training.choose_jit_compile: measured slower than oneDNN on an AVX-512 CPU).
+    from alexnet_lab import devices
+
+    xla = framework == "keras" and "avx512f" not in devices.cpu_flags()
+    assert default["compiler"] == ("XLA" if xla else None)
     assert default["train_speedup"] == pytest.approx(default["train_images_per_s"] / baseline["train_images_per_s"])
     assert f"wrote 2 records to {path}" in out and "baseline" in out and "x base" in out
 
