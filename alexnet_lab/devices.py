@@ -43,7 +43,7 @@ import platform
 from dataclasses import dataclass
 
 __all__ = [
-    "cpu_flags", "cpu_has_fast_bf16", "cpu_name", "torch_device", "describe_device", "cuda_capability",
+    "cpu_flags", "cpu_has_fast_bf16", "cpu_vector_units", "cpu_name", "torch_device", "describe_device", "cuda_capability",
     "Precision", "choose_precision", "choose_channels_last", "choose_compile",
 ]
 
@@ -89,6 +89,18 @@ def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     """
     flags = cpu_flags() if flags is None else flags
     return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def cpu_vector_units(flags: frozenset[str] | None = None) -> str:
+    """The CPU's widest vector and matrix units in words: ``"AMX"``, ``"AVX-512 with BF16"``, ``"AVX-512"``,
+    ``"AVX2"``, or ``""`` when unknown. They decide which path is fastest (see the module's table), so
+    timings and accuracies measured on a CPU are labelled with them."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512f" in flags:
+        return "AVX-512 with BF16" if "avx512_bf16" in flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else ""
 
 
 # ---------------------------------------------------------------------------

@@ -99,17 +99,17 @@ def notebook_path(name: str) -> Path:
 
 
 def hardware() -> str:
-    """The CPU model and core count (and the GPU, when PyTorch sees one), in words."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The CPU model, its vector units and core count (and the GPU, when PyTorch sees one), in words.
+
+    The vector units matter as much as the model name: with AVX-512 BF16 the course computes in bfloat16
+    by default, with AVX2 in float32 (``alexnet_lab.devices``), and the accuracies and times differ.
+    """
+    from alexnet_lab import devices
+
+    units = devices.cpu_vector_units()
+    model = devices.cpu_name() + (f" ({units})" if units else "")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    words = f"{model}, {cores} cores"
+    words = f"{model}, {cores} core{'s' if cores != 1 else ''}"
     try:
         import torch
 
@@ -267,6 +267,11 @@ def _fmt(label: str, values: list[float]) -> str:
     return f"{f(statistics.mean(values))} ± {f(spread).rstrip(' %×')}{' pp' if as_percent else ''}"
 
 
+def _cpu(hardware: str) -> str:
+    """``"AMD EPYC (AVX2), 2 cores"`` -> ``"AMD EPYC (AVX2)"``: the processor without the core count."""
+    return hardware.split(",")[0]
+
+
 def table(records: list[dict]) -> str:
     """The Markdown table: one row per notebook, profile and metric, mean ± half the range over seeds."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -290,6 +295,13 @@ def table(records: list[dict]) -> str:
         notes = sorted({r["note"] for r in clocked if r.get("note")})
         wall += "".join(f" ({n})" for n in notes)
         hw = "; ".join(sorted({r["hardware"] for r in clocked}))
+        # Seeds run on another CPU than the timed ones (it changes the default precision): say which.
+        elsewhere: dict[str, list[str]] = {}
+        for r in runs:
+            cpu = _cpu(r["hardware"])
+            if cpu not in {_cpu(c["hardware"]) for c in clocked}:
+                elsewhere.setdefault(cpu, []).append(str(r["seed"]))
+        hw += "".join(f"; seed{'s' if len(s) > 1 else ''} {', '.join(s)} on {cpu}" for cpu, s in elsewhere.items())
         labels = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
         for i, label in enumerate(labels or ["(nothing is trained)"]):
             values = [r["metrics"].get(label) for r in runs]

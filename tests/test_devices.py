@@ -19,6 +19,14 @@ def test_cpu_bf16_support_is_read_from_the_flags():
     assert isinstance(devices.cpu_flags(), frozenset)
 
 
+def test_cpu_vector_units_name_the_widest():
+    assert devices.cpu_vector_units(frozenset({"avx2", "fma"})) == "AVX2"
+    assert devices.cpu_vector_units(frozenset({"avx2", "avx512f"})) == "AVX-512"
+    assert devices.cpu_vector_units(frozenset({"avx2", "avx512f", "avx512_bf16"})) == "AVX-512 with BF16"
+    assert devices.cpu_vector_units(frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})) == "AMX"
+    assert devices.cpu_vector_units(frozenset({"sse2"})) == ""
+
+
 @pytest.fixture
 def fake_cpu(monkeypatch):
     def set_flags(*flags):

@@ -76,14 +76,26 @@ def test_table_gives_mean_and_half_range_over_seeds():
 
 
 def test_runs_that_shared_the_cores_count_for_accuracy_but_not_for_time():
-    alone = {"notebook": "05_cifar10", "profile": "laptop", "seed": 0, "wall_s": 600, "hardware": "2 cores",
-             "metrics": {"PyTorch test accuracy": 0.50}}
-    shared = [{**alone, "seed": s, "wall_s": 1500, "hardware": "1 cores", "timed": False,
+    alone = {"notebook": "05_cifar10", "profile": "laptop", "seed": 0, "wall_s": 600,
+             "hardware": "AMD EPYC (AVX2), 2 cores", "metrics": {"PyTorch test accuracy": 0.50}}
+    shared = [{**alone, "seed": s, "wall_s": 1500, "hardware": "AMD EPYC (AVX2), 1 core", "timed": False,
                "metrics": {"PyTorch test accuracy": a}} for s, a in [(1, 0.54), (2, 0.52)]]
     text = er.table([alone, *shared])
-    assert "| 52.0 % ± 2.0 pp | 3 | 10.0 min (seed 0) | 2 cores |" in text
+    assert "| 52.0 % ± 2.0 pp | 3 | 10.0 min (seed 0) | AMD EPYC (AVX2), 2 cores |" in text
     only_shared = er.table(shared)
     assert "25.0 min (runs shared the cores: slower than alone)" in only_shared
+
+
+def test_seeds_run_on_another_cpu_are_named_with_it():
+    # The CPU's vector units change the default precision (bfloat16 with AVX-512 BF16), so the table says
+    # which seeds ran where.
+    timed = {"notebook": "08_x", "profile": "laptop", "seed": 0, "wall_s": 600,
+             "hardware": "AMD EPYC (AVX2), 2 cores", "metrics": {"acc": 0.5}}
+    other = [{**timed, "seed": s, "hardware": "AMD EPYC (AVX-512 with BF16), 1 core", "timed": False}
+             for s in (1, 2)]
+    text = er.table([timed, *other])
+    assert "| AMD EPYC (AVX2), 2 cores; seeds 1, 2 on AMD EPYC (AVX-512 with BF16) |" in text
+    assert "seeds 1, 2 on" not in er.table([timed, *[{**r, "hardware": "AMD EPYC (AVX2), 1 core"} for r in other]])
 
 
 def test_notebook_path_names_one_notebook():
