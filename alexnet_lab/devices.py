@@ -27,7 +27,9 @@ Apple MPS                         off              off                 not measu
 
 The CPU rows were measured with ``benchmarks/bench_training.py`` on an AVX2-only AMD EPYC:
 bfloat16 autocast trained the classic and cifar10 presets about 10 times slower than
-float32, and channels-last sped one preset up and slowed the other. The GPU rows follow
+float32, and channels-last sped one preset up and slowed the other; and with ``alexnet-lab bench``
+on an AMD EPYC with AVX-512 BF16 (Zen 4, no AMX), where bfloat16 trained them 1.16 and 1.59 times
+faster than float32 (docs/performance.md). The GPU rows follow
 NVIDIA's and PyTorch's guidance for tensor cores and have not been measured in this project
 yet. Run the benchmark on your machine, and pass ``mixed_precision=False`` or
 ``channels_last=False`` to ``fit`` to switch either off.
