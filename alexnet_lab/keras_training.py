@@ -122,7 +122,8 @@ def choose_jit_compile(mode: str | bool = "auto", model: keras.Model | None = No
     and the cifar10 one with 1.15 to 1.3 times less (``alexnet-lab bench``, see docs/performance.md),
     after a compilation of seconds. On a CPU with AVX-512 (AMD EPYC, Zen 4, 2 cores) it was the other
     way round: XLA trained at 0.75 (cifar10) and 0.86 (classic) times the speed of plain Keras, whose
-    oneDNN kernels use AVX-512 (and bfloat16 there), so ``"auto"`` leaves it off on such CPUs. It stays off where Keras would refuse it: under a ``tf.distribute`` strategy
+    oneDNN kernels use AVX-512 (and bfloat16 there), so ``"auto"`` leaves it off on such CPUs.
+    It stays off where Keras would refuse it: under a ``tf.distribute`` strategy
     (Keras' ``"auto"`` decides), and with TensorFlow's deterministic ops on, which
     ``alexnet_lab.seed_everything(seed)`` switches on (``deterministic=False`` keeps XLA).
     ``True``/``False`` force it on or off.

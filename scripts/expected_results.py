@@ -296,11 +296,11 @@ def table(records: list[dict]) -> str:
         wall += "".join(f" ({n})" for n in notes)
         hw = "; ".join(sorted({r["hardware"] for r in clocked}))
         # Seeds run on another CPU than the timed ones (it changes the default precision): say which.
+        timed_cpus = {_cpu(r["hardware"]) for r in clocked}
         elsewhere: dict[str, list[str]] = {}
         for r in runs:
-            cpu = _cpu(r["hardware"])
-            if cpu not in {_cpu(c["hardware"]) for c in clocked}:
-                elsewhere.setdefault(cpu, []).append(str(r["seed"]))
+            if _cpu(r["hardware"]) not in timed_cpus:
+                elsewhere.setdefault(_cpu(r["hardware"]), []).append(str(r["seed"]))
         hw += "".join(f"; seed{'s' if len(s) > 1 else ''} {', '.join(s)} on {cpu}" for cpu, s in elsewhere.items())
         labels = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
         for i, label in enumerate(labels or ["(nothing is trained)"]):
