@@ -33,7 +33,12 @@ case "${1:-}" in
     lab)
         install
         shift
-        exec "$VENV/bin/jupyter" lab notebooks/ "$@"
+        extra=()
+        if [ "$(id -u)" = 0 ]; then  # Jupyter refuses to start as root unless told (containers, cloud machines)
+            echo "==> running as root: starting JupyterLab with --allow-root"
+            extra+=(--allow-root)
+        fi
+        exec "$VENV/bin/jupyter" lab notebooks/ ${extra[@]+"${extra[@]}"} "$@"
         ;;
     test)
         install

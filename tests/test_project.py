@@ -79,3 +79,40 @@ def test_cli_reports_bad_arguments():
     result = _cli("summary", "--preset", "classic", "--image-size", "20")
     assert result.returncode == 2
     assert "smallest image this network accepts is 67×67" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="course.sh is a bash script")
+def test_the_readme_lab_command_starts_jupyterlab(tmp_path):
+    """`bash course.sh lab` serves the course, also as root (where Jupyter refuses to start unless told)."""
+    import os
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    if not (ROOT / ".venv" / "bin" / "jupyter").exists():
+        pytest.skip("no .venv: `bash course.sh test` creates it")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "HOME": os.environ.get("HOME", str(tmp_path))}
+    lab = subprocess.Popen(["bash", "course.sh", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if lab.poll() is not None:
+                pytest.fail(f"JupyterLab exited with {lab.returncode}:\n{lab.stdout.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as answer:
+                    assert answer.status == 200 and "version" in answer.read().decode()
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        pytest.fail("JupyterLab did not answer within 90 s")
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lab.kill()
