@@ -95,7 +95,7 @@ def test_the_readme_lab_command_starts_jupyterlab(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "HOME": os.environ.get("HOME", str(tmp_path))}
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)}  # its runtime files stay out of ~/.local
     lab = subprocess.Popen(["bash", "course.sh", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1"],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
