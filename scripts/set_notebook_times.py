@@ -49,22 +49,28 @@ def _minutes(seconds: float) -> str:
 
 
 def paragraph(stem: str, records: list[dict]) -> str:
-    walls = {}
+    walls, where = {}, {}
     for profile in ("smoke", "laptop"):
-        runs = [r["wall_s"] for r in records
-                if r["notebook"] == stem and r["profile"] == profile and er.timed(r)]
-        walls[profile] = statistics.median(runs) if runs else None
+        runs = [r for r in records if r["notebook"] == stem and r["profile"] == profile and er.timed(r)]
+        walls[profile] = statistics.median(r["wall_s"] for r in runs) if runs else None
+        where[profile] = "; ".join(sorted({r["hardware"] for r in runs}))
     if walls["smoke"] is None:
         walls["smoke"] = SMOKE_NBVAL_S.get(stem[:2])
     if walls["smoke"] is None:
         raise SystemExit(f"{stem}: no recorded smoke run; run scripts/expected_results.py first")
     laptop = ("not measured yet at its current settings" if walls["laptop"] is None
               else _minutes(walls["laptop"]))
-    hardware = next((r["hardware"] for r in records if r["notebook"] == stem), "AMD EPYC, 2 cores")
-    return (f"**Time**, measured from top to bottom on the course's otherwise idle CPU ({hardware}; see the README's "
-            f"[expected results](../README.md#expected-results)): smoke profile {_minutes(walls['smoke'])} "
-            f"(it only proves that the code runs), laptop profile {laptop}; "
-            f"{FULL[stem[:2]]}. Reading and exercises: about 45 minutes.")
+    link = "see the README's [expected results](../README.md#expected-results)"
+    smoke = f"smoke profile {_minutes(walls['smoke'])}"
+    cpus = {w for w in where.values() if w}
+    if len(cpus) > 1:  # the two profiles were timed on different CPUs: name each
+        head = (f"measured from top to bottom on the course's otherwise idle CPUs ({link}): {smoke} on "
+                f"{where['smoke']} (it only proves that the code runs), laptop profile {laptop} on {where['laptop']}")
+    else:
+        hardware = cpus.pop() if cpus else "AMD EPYC, 2 cores"
+        head = (f"measured from top to bottom on the course's otherwise idle CPU ({hardware}; {link}): {smoke} "
+                f"(it only proves that the code runs), laptop profile {laptop}")
+    return f"**Time**, {head}; {FULL[stem[:2]]}. Reading and exercises: about 45 minutes."
 
 
 def main() -> int:

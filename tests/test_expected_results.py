@@ -111,3 +111,18 @@ def test_each_seed_runs_in_a_working_directory_of_its_own(tmp_path):
     one, two = er.working_directory(notebook, 1), er.working_directory(notebook, 2)
     assert one != two and one.is_dir() and two.is_dir()
     assert one.relative_to(tmp_path).parts[0] == "runs", "runs/ is ignored by git"
+
+
+def test_notebook_time_line_names_the_cpu_of_each_profile():
+    spec = importlib.util.spec_from_file_location("set_notebook_times", ROOT / "scripts" / "set_notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    run = {"notebook": "05_cifar10", "seed": 0, "metrics": {}}
+    same = [{**run, "profile": "smoke", "wall_s": 13, "hardware": "CPU A, 2 cores"},
+            {**run, "profile": "laptop", "wall_s": 1440, "hardware": "CPU A, 2 cores"}]
+    text = times.paragraph("05_cifar10", same)
+    assert "idle CPU (CPU A, 2 cores;" in text and "smoke profile about 13 s" in text
+    assert "laptop profile about 24 minutes" in text
+    mixed = [same[0] | {"hardware": "CPU B, 2 cores"}, same[1]]
+    text = times.paragraph("05_cifar10", mixed)
+    assert "smoke profile about 13 s on CPU B, 2 cores" in text and "laptop profile about 24 minutes on CPU A" in text
