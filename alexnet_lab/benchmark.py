@@ -42,9 +42,9 @@ How the numbers are made
   8 float32 lanes × 2 FMA units × 2 FLOPs = 32), see :func:`cpu_peak_flops`; an *upper bound*. For
   a GPU, the vendor's dense peak for the precision used (:data:`GPU_PEAKS`). Every record says how
   its peak was estimated (``peak_estimate``).
-* **peak memory**: the peak resident memory (:func:`peak_rss_bytes`) of the case's own process (everything: the framework's libraries,
-  the model, the optimizer state, the activations), and the same minus the memory in use right after
-  importing the framework. On a GPU, also the framework's peak of allocated GPU memory.
+* **peak memory**: the peak resident memory (:func:`peak_rss_bytes`) of the case's own process
+  (everything: the framework's libraries, the model, the optimizer state, the activations), and the
+  same minus the memory in use right after importing the framework. On a GPU, also the framework's peak of allocated GPU memory.
 * **load average**: the machine's 1-minute load average before and after each case. Above the
   number of cores, other programs shared the CPU and every figure is low and noisy.
 
