@@ -44,7 +44,8 @@ How the numbers are made
   its peak was estimated (``peak_estimate``).
 * **peak memory**: the peak resident memory (:func:`peak_rss_bytes`) of the case's own process
   (everything: the framework's libraries, the model, the optimizer state, the activations), and the
-  same minus the memory in use right after importing the framework. On a GPU, also the framework's peak of allocated GPU memory.
+  same minus the memory in use right after importing the framework. On a GPU, also the framework's
+  peak of allocated GPU memory.
 * **load average**: the machine's 1-minute load average before and after each case. Above the
   number of cores, other programs shared the CPU and every figure is low and noisy.
 
