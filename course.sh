@@ -47,7 +47,9 @@ case "${1:-}" in
         export ALEXNET_LAB_PROFILE=${ALEXNET_LAB_PROFILE:-smoke}
         echo "==> linting the package, tests and notebooks"
         "$VENV/bin/ruff" check alexnet_lab tests benchmarks scripts
-        "$VENV/bin/nbqa" ruff notebooks/
+        "$VENV/bin/nbqa" ruff notebooks/ assignments/
+        echo "==> checking the package's layers (import-linter contracts in pyproject.toml)"
+        "$VENV/bin/lint-imports"
         echo "==> running the package tests and every notebook (profile: $ALEXNET_LAB_PROFILE)"
         exec "$VENV/bin/python" -m pytest tests/ --nbval-lax --nbval-current-env notebooks/ "$@"
         ;;

@@ -1,3 +1,3 @@
-from .cli import main
+from alexnet_lab.cli.main import main
 
 raise SystemExit(main())

@@ -1,7 +1,8 @@
 """One benchmark run: training and inference images/s, float32 baseline vs the course's defaults.
 
-This script is ``alexnet-lab bench`` for a clone that is not installed; the code lives in
-:mod:`alexnet_lab.benchmark` (read its docstring for what is measured and how). Usage::
+This script is ``alexnet-lab bench`` for a clone that is not installed; the command lives in
+:mod:`alexnet_lab.cli.bench`, what is measured and how in :mod:`alexnet_lab.core.benchmark`, the
+measuring in :mod:`alexnet_lab.torch.benchmark` and :mod:`alexnet_lab.keras.benchmark`. Usage::
 
     python benchmarks/bench.py --quick --json bench.json     # about two minutes on 2 idle CPU cores
     python benchmarks/bench.py --candidates                  # also every speed-up on its own (slow on CPUs)
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from alexnet_lab.benchmark import main  # noqa: E402
+from alexnet_lab.cli.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,9 +3,11 @@
 For each data set (Fashion-MNIST resized 28 -> 227, CIFAR-10 at 32×32, both with the paper's
 augmentation) and each framework, this prints:
 
-* **pipeline**: images/s the input pipeline alone delivers (``torch_loader`` with 0 and 2 worker
-  processes, ``tf_dataset``), in steady state: the first batch of every pass (start-up) is not counted;
-* **training**: images/s of training steps (forward, backward, SGD update) of the model it feeds, on a
+* **pipeline**: images/s the input pipeline alone delivers (``torch_pipeline.make_batches`` with 0 and
+  2 worker processes, ``keras_pipeline.make_batches``), in steady state: the first batch of every pass
+  (start-up) is not counted (:func:`alexnet_lab.core.measure.time_batches`, as in ``alexnet-lab bench``);
+* **training**: images/s of training steps (forward, backward, SGD update: PyTorch's is
+  ``torch_training.train_step``, Keras' ``model.train_on_batch``) of the model it feeds, on a
   batch already in memory: the classic AlexNet with 1 input channel for 227×227 Fashion-MNIST (the
   ``fashion_mnist`` preset resizes inside the model instead), the ``cifar10`` preset for CIFAR-10;
 * **fed**: images/s of the same training steps taking their batches from the pipeline.
@@ -19,7 +21,7 @@ Usage::
     python benchmarks/bench_pipelines.py --quick            # a few minutes on 2 idle CPU cores
     python benchmarks/bench_pipelines.py --json results.json
 
-From Python (e.g. a future ``alexnet-lab bench``)::
+From Python::
 
     from benchmarks.bench_pipelines import run
     rows = run(quick=True)
@@ -38,8 +40,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a clone without installing
 
-from alexnet_lab import data, pipelines  # noqa: E402
-from alexnet_lab.files import atomic_write_json  # noqa: E402
+from alexnet_lab import data  # noqa: E402
+from alexnet_lab.core import measure  # noqa: E402
+from alexnet_lab.core.files import atomic_write_json  # noqa: E402
+from alexnet_lab.data import preprocessing  # noqa: E402
+from alexnet_lab.keras import pipeline as keras_pipeline  # noqa: E402
+from alexnet_lab.torch import pipeline as torch_pipeline  # noqa: E402
 
 # Each case: a data set's image shape, the Preprocess arguments, and the model the pipeline feeds.
 CASES = {
@@ -55,39 +61,20 @@ SETTINGS = {
 }
 
 
-def _median_rate(times: list[float], images: int) -> float:
-    return images / statistics.median(times)
-
-
-def time_pipeline(make, reps: int) -> tuple[float, int]:
-    """Median images/s over ``reps`` passes of the pipeline ``make()``, not counting each pass's first batch."""
-    times, counted = [], 0
-    for _ in range(reps):
-        batches = iter(make())
-        next(batches)                                   # start-up: threads, workers, first plan
-        start, counted = time.perf_counter(), 0
-        for _, y in batches:
-            counted += len(y)
-        times.append(time.perf_counter() - start)
-    return _median_rate(times, counted), counted
-
-
 def torch_trainer(model_kwargs):
-    """A function doing one SGD step of the PyTorch model on a batch ``(x, y)``."""
+    """A function doing one SGD step (lr 0.01, momentum 0.9) of the PyTorch model on a batch ``(x, y)``:
+    ``torch_training.train_step``, in float32."""
     import torch
 
-    from alexnet_lab import torch_models
+    from alexnet_lab.torch import models as torch_models
+    from alexnet_lab.torch import training as torch_training
 
     model = torch_models.alexnet(**model_kwargs)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(x, y):
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
+        loss, _ = torch_training.train_step(model, x, y, optimizer)
         return loss.item()
 
     return step
@@ -97,7 +84,7 @@ def keras_trainer(model_kwargs):
     """A function doing one SGD step of the Keras model on a batch ``(x, y)``."""
     import keras
 
-    from alexnet_lab import keras_models
+    from alexnet_lab.keras import models as keras_models
 
     model = keras_models.alexnet(**model_kwargs)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
@@ -127,7 +114,7 @@ def time_training(step, batches, steps: int, reps: int, batch_size: int) -> floa
             step(x, y)
             x, y = next(it)
         times.append(time.perf_counter() - start)
-    return _median_rate(times, steps * batch_size)
+    return steps * batch_size / statistics.median(times)
 
 
 def _repeat(batch):
@@ -141,26 +128,26 @@ def bench_case(name: str, case: dict, settings: dict) -> list[dict]:
     """The rows of one data set: one per input pipeline, with the training speed of the model it feeds."""
     n, reps, bs, steps = settings["images"], settings["reps"], settings["batch_size"], settings["train_steps"]
     train, _ = data.random_dataset(n, 1, case["shape"])
-    pre = pipelines.Preprocess.for_training(train, image_size=case["image_size"])
-    fed_images = pipelines.num_batches(n, bs, drop_last=True) * bs
+    pre = preprocessing.Preprocess.for_training(train, image_size=case["image_size"])
+    fed_images = preprocessing.num_batches(n, bs, drop_last=True) * bs
     steps = min(steps, fed_images // bs - 1)            # the fed run must not run out of batches
     rows = []
     for framework in ("torch", "keras"):
         if framework == "torch":
-            variants = {f"torch_loader(num_workers={w})": dict(num_workers=w) for w in (0, 2)}
-            make_trainer, make_loader = torch_trainer, pipelines.torch_loader
+            variants = {f"torch_pipeline (workers={w})": dict(num_workers=w) for w in (0, 2)}
+            make_trainer, make_loader = torch_trainer, torch_pipeline.make_batches
         else:
-            variants = {"tf_dataset": {}}
-            make_trainer, make_loader = keras_trainer, pipelines.tf_dataset
+            variants = {"keras_pipeline (tf.data)": {}}
+            make_trainer, make_loader = keras_trainer, keras_pipeline.make_batches
         step = make_trainer(case["model"])
         first = next(iter(make_loader(train, pre, batch_size=bs, **next(iter(variants.values())))))
         train_rate = time_training(step, _repeat(first), steps, reps, bs)
         for label, kwargs in variants.items():
             make = functools.partial(make_loader, train, pre, batch_size=bs, drop_last=True, **kwargs)
-            pipe_rate, counted = time_pipeline(make, reps)
+            pipe_rate, counted = measure.time_batches(make, reps)
             fed_rate = time_training(step, make, steps, reps, bs)
             rows.append(dict(
-                load_average=round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, data=name, framework=framework, pipeline=label, batch_size=bs,
+                load_average=measure.load_average(), data=name, framework=framework, pipeline=label, batch_size=bs,
                 output_shape=list(first[0].shape[1:]), images_per_pass=counted, repetitions=reps,
                 pipeline_images_per_s=round(pipe_rate, 1),
                 model=", ".join(f"{k}={v}" for k, v in case["model"].items()),
@@ -185,10 +172,8 @@ def run(quick: bool = True) -> list[dict]:
 
 def _load() -> str:
     """The machine's load average, where the OS reports one: other programs running slow every figure down."""
-    try:
-        return f" (load average {os.getloadavg()[0]:.1f})"
-    except (AttributeError, OSError):
-        return ""
+    load = measure.load_average()
+    return "" if load is None else f" (load average {load:.1f})"
 
 
 def _format_header() -> str:

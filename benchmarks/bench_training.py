@@ -8,15 +8,18 @@ baseline measured in the same run:
   on a GPU without bfloat16 (compute capability < 8.0), float16 autocast with loss scaling
   stands in for bfloat16.
 * Keras: the ``float32`` policy (baseline) and ``mixed_bfloat16`` (Keras models are
-  channels-last already).
+  channels-last already), both with Keras' own ``jit_compile`` choice (``"auto"``).
 
 Models: the ``classic`` preset at 227×227 (1000 classes) and the ``cifar10`` preset at
 32×32. The batches are random images of the right shape, already on the device: this measures
 the model's arithmetic, not the input pipeline (see ``bench_pipelines.py`` for that). Every
 figure is the median over timed steps, after warm-up steps that are not counted (they include
-one-time costs: kernel selection, tracing, memory allocation).
+one-time costs: kernel selection, tracing, memory allocation). Each case is measured by the
+``model_case`` of :mod:`alexnet_lab.torch.benchmark` or :mod:`alexnet_lab.keras.benchmark`, the code
+of ``alexnet-lab bench``, but all of them in this one process (``alexnet-lab bench`` gives every
+case a process of its own, and also reports CPU time, FLOP/s and memory).
 
-``alexnet_lab.devices`` turns mixed precision and channels-last on by default only where
+``alexnet_lab.torch.precision`` turns mixed precision and channels-last on by default only where
 this benchmark showed them faster: run it on your hardware before changing those rules.
 
 Usage::
@@ -34,17 +37,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from alexnet_lab import architecture  # noqa: E402
-from alexnet_lab.benchmark import torch_steps  # noqa: E402
-from alexnet_lab.files import atomic_write_json  # noqa: E402
+from alexnet_lab.core import architecture, measure  # noqa: E402
+from alexnet_lab.core.files import atomic_write_json  # noqa: E402
 
 PRESETS = ("classic", "cifar10")
 FRAMEWORKS = ("torch", "keras")
@@ -56,122 +56,72 @@ SETTINGS = {
 GPU_BATCH = {"classic": 128, "cifar10": 256}  # a GPU needs bigger batches to be busy
 
 
-def _median_rate(step, batch_size: int, warmup: int, steps: int, sync=lambda: None) -> float:
-    """Median images/s of ``step()`` over ``steps`` timed calls, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return batch_size / statistics.median(times)
+def _spec(preset: str, batch_size: int, warmup: int, steps: int, options: dict | None, **extra) -> dict:
+    """The case for ``model_case`` of alexnet_lab.torch.benchmark / alexnet_lab.keras.benchmark: the float32
+    baseline (``options`` None) or a candidate with ``options``, with this script's batch size and step counts."""
+    return dict(preset=preset, quick=True, batch_size=batch_size, warmup=warmup, repetitions=steps,
+                path="baseline" if options is None else "candidate", options=options or {}, **extra)
 
 
 # ---------------------------------------------------------------------------
 # PyTorch
 # ---------------------------------------------------------------------------
-def torch_variants(device) -> list[tuple[str, str | None, bool]]:
-    """(name, autocast dtype or None, channels_last) for each PyTorch variant on ``device``."""
-    from alexnet_lab import devices
+def torch_variants(device) -> list[tuple[str, dict | None]]:
+    """(name, candidate options or None for the float32 baseline) of each PyTorch variant on ``device``."""
+    from alexnet_lab.torch import precision as torch_precision
 
-    capability = devices.cuda_capability(device)
-    half = "float16" if capability is not None and capability < (8, 0) else "bfloat16"
-    short = {"bfloat16": "bf16", "float16": "fp16"}[half]
-    return [("float32", None, False), (short, half, False), ("channels_last", None, True),
-            (f"{short}+channels_last", half, True)]
-
-
-def _torch_case(preset: str, batch_size: int, warmup: int, steps: int, device, half: str | None,
-                channels_last: bool) -> tuple[float, float]:
-    """Training and inference images/s of one PyTorch variant."""
-    import torch
-
-    from alexnet_lab import torch_models
-
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    torch.manual_seed(0)
-    model = torch_models.alexnet(preset).to(device)
-    c, h, w = model.input_shape
-    x = torch.randn(batch_size, c, h, w, device=device)
-    y = torch.randint(0, 10, (batch_size,), device=device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    dtype = getattr(torch, half) if half else torch.float32
-    train_step, inference_step = torch_steps(model, x, y, dtype=dtype, autocast=half is not None,
-                                             grad_scaling=half == "float16")
-
-    model.train()
-    train = _median_rate(train_step, batch_size, warmup, steps, sync)
-    model.eval()
-    return train, _median_rate(inference_step, batch_size, warmup, steps, sync)
+    capability = torch_precision.cuda_capability(device)
+    short = "fp16" if capability is not None and capability < (8, 0) else "bf16"
+    return [("float32", None), (short, {"precision": short}), ("channels_last", {"channels_last": True}),
+            (f"{short}+channels_last", {"precision": short, "channels_last": True})]
 
 
 def _say(rows: list[dict]) -> None:
     """Print the rows just measured (to stderr, so a long run shows where it is)."""
     for r in rows:
         print(f"  {r['framework']} {r['preset']} {r['variant']} {r['mode']}: {r['images_per_s']:.2f} img/s "
-              f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+              f"(load average {measure.load_average()})", file=sys.stderr, flush=True)
+
+
+def _rows(framework: str, preset: str, variant: str, record: dict, progress: bool) -> list[dict]:
+    """A model case's record as this script's rows: one per mode (train, inference)."""
+    rows = [dict(framework=framework, preset=preset, variant=variant, mode=mode, batch_size=record["batch_size"],
+                 images_per_s=record[f"{key}_images_per_s"], device=record["device"])
+            for mode, key in (("train", "train"), ("inference", "infer"))]
+    if progress:
+        _say(rows)
+    return rows
 
 
 def bench_torch(preset: str, batch_size: int, warmup: int, steps: int, device=None, progress=False) -> list[dict]:
-    from alexnet_lab import devices
+    """Every PyTorch variant of :func:`torch_variants`, measured in this process by ``torch_benchmark.model_case``."""
+    from alexnet_lab.torch import benchmark as torch_benchmark
+    from alexnet_lab.torch import precision as torch_precision
 
-    device = devices.torch_device(device, announce=False)
+    device = torch_precision.torch_device(device, announce=False)
     rows = []
-    for name, half, channels_last in torch_variants(device):
-        train, infer = _torch_case(preset, batch_size, warmup, steps, device, half, channels_last)
-        if progress:
-            _say([dict(framework="torch", preset=preset, variant=name, mode=m, images_per_s=r)
-                  for m, r in (("train", train), ("inference", infer))])
-        for mode, rate in (("train", train), ("inference", infer)):
-            rows.append(dict(framework="torch", preset=preset, variant=name, mode=mode, batch_size=batch_size,
-                             images_per_s=rate, device=devices.describe_device(device)))
+    for name, options in torch_variants(device):
+        record = torch_benchmark.model_case(_spec(preset, batch_size, warmup, steps, options, device=str(device)))
+        rows += _rows("torch", preset, name, record, progress)
     return rows
 
 
 # ---------------------------------------------------------------------------
 # Keras
 # ---------------------------------------------------------------------------
-def _keras_case(preset: str, batch_size: int, warmup: int, steps: int, policy: str) -> tuple[float, float]:
-    """Training and inference images/s of the Keras model built under the dtype ``policy``."""
-    import keras
-    import numpy as np
-
-    from alexnet_lab import keras_models, keras_training
-
-    keras.mixed_precision.set_global_policy(policy)  # before building: the policy belongs to the model
-    try:
-        keras.utils.set_random_seed(0)
-        model = keras_models.alexnet(preset)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    h, w, c = model.inputs[0].shape[1:]
-    x = np.random.default_rng(0).normal(size=(batch_size, h, w, c)).astype(np.float32)
-    y = np.random.default_rng(1).integers(0, 10, batch_size)
-    model.compile(optimizer=keras_training.make_optimizer("sgd", lr=1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    train = _median_rate(lambda: model.train_on_batch(x, y), batch_size, warmup, steps)
-    infer = _median_rate(lambda: model.predict_on_batch(x), batch_size, warmup, steps)
-    keras.backend.clear_session()
-    return train, infer
-
-
 def bench_keras(preset: str, batch_size: int, warmup: int, steps: int, progress=False) -> list[dict]:
-    from alexnet_lab import keras_training
+    """The Keras ``float32`` and ``mixed_bfloat16`` policies, each with Keras' own ``jit_compile`` choice
+    (``"auto"``), measured in this process by ``keras_benchmark.model_case``."""
+    import keras
+
+    from alexnet_lab.keras import benchmark as keras_benchmark
 
     rows = []
-    for policy in ("float32", "mixed_bfloat16"):
-        train, infer = _keras_case(preset, batch_size, warmup, steps, policy)
-        if progress:
-            _say([dict(framework="keras", preset=preset, variant=policy, mode=m, images_per_s=r)
-                  for m, r in (("train", train), ("inference", infer))])
-        for mode, rate in (("train", train), ("inference", infer)):
-            rows.append(dict(framework="keras", preset=preset, variant=policy, mode=mode, batch_size=batch_size,
-                             images_per_s=rate, device=keras_training.device_description()))
+    for policy, options in (("float32", {"precision": False, "xla": "auto"}),
+                            ("mixed_bfloat16", {"precision": "bf16", "xla": "auto"})):
+        record = keras_benchmark.model_case(_spec(preset, batch_size, warmup, steps, options))
+        keras.backend.clear_session()
+        rows += _rows("keras", preset, policy, record, progress)
     return rows
 
 
@@ -236,7 +186,7 @@ def run(*, frameworks=FRAMEWORKS, presets=PRESETS, quick: bool = False, batch_si
                 new = bench_keras(preset, size, settings["warmup"], settings["steps"], progress)
                 used = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
             for r in new:
-                r.update(threads=used, load_average=round(os.getloadavg()[0], 2))
+                r.update(threads=used, load_average=measure.load_average())
             rows += new
     return _add_speedups(rows)
 
@@ -254,9 +204,10 @@ def format_table(rows: list[dict]) -> str:
                      f"{t['images_per_s']:>12.1f} {t['speedup']:>6.2f} {i['images_per_s']:>12.1f} {i['speedup']:>6.2f}")
     devices_seen = {f"{r['framework']}: {r['device']}": None for r in rows}
     threads = {f"{r['framework']} {r['threads']}": None for r in rows}
-    loads = [r["load_average"] for r in rows]
+    loads = [r["load_average"] for r in rows if r["load_average"] is not None]
     return "\n".join(lines + [f"device, {d}" for d in devices_seen] + [f"CPU threads: {', '.join(threads)}"]
-                     + [f"load average while measuring: {min(loads)} to {max(loads)} (on {os.cpu_count()} cores)"])
+                     + [f"load average while measuring: {min(loads)} to {max(loads)} (on {os.cpu_count()} cores)"]
+                     * bool(loads))
 
 
 def main(argv: list[str] | None = None) -> int:

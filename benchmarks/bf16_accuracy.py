@@ -1,7 +1,7 @@
 """Does bfloat16 change what AlexNet learns? A short real training run in float32 and in bfloat16, same seed.
 
 Where the course's default path computes in bfloat16 (GPUs of compute capability 8.0 or more, CPUs with
-AMX; see ``alexnet_lab.devices``), it is faster; this checks that it is also sound. For each framework
+AMX; see ``alexnet_lab.torch.precision``), it is faster; this checks that it is also sound. For each framework
 and seed it trains the ``cifar10`` preset on real CIFAR-10 images twice, once in float32 and once in
 bfloat16 (PyTorch: autocast; Keras: the ``mixed_bfloat16`` policy), from the same initial weights and on
 the same batches, and prints the test accuracy of both next to each other. Differences between the two
@@ -27,25 +27,33 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from alexnet_lab import data, pipelines, seed_everything  # noqa: E402
-from alexnet_lab.files import atomic_write_json  # noqa: E402
+from alexnet_lab import (
+    data,  # noqa: E402
+    seed_everything,  # noqa: E402
+)
+from alexnet_lab.core.files import atomic_write_json  # noqa: E402
+from alexnet_lab.data import preprocessing  # noqa: E402
+from alexnet_lab.keras import pipeline as keras_pipeline  # noqa: E402
+from alexnet_lab.torch import pipeline as torch_pipeline  # noqa: E402
 
 SETTINGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 
 
 def _train_torch(train, test, pre, *, precision: str, seed: int, epochs: int, batch_size: int, device) -> dict:
-    from alexnet_lab import torch_models, torch_training
+    from alexnet_lab.torch import models as torch_models
+    from alexnet_lab.torch import training as torch_training
 
     seed_everything(seed, frameworks=("torch",))
     model = torch_models.alexnet("cifar10")  # the same initial weights for both precisions
     mixed = "bf16" if precision == "bfloat16" else False
     start = time.perf_counter()
     history = torch_training.fit(
-        model, pipelines.torch_loader(train, pre, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs,
+        model, torch_pipeline.make_batches(train, pre, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs,
         mixed_precision=mixed, channels_last=False, compile=False, device=device, progress=False, verbose=0,
         **SETTINGS)
     seconds = time.perf_counter() - start
-    result = torch_training.evaluate(model, pipelines.torch_loader(test, pre, batch_size=256), mixed_precision=mixed)
+    result = torch_training.evaluate(model, torch_pipeline.make_batches(test, pre, batch_size=256),
+                                     mixed_precision=mixed)
     return {"test_accuracy": result["accuracy"], "train_loss": history["loss"][-1], "train_s": seconds,
             "precision_used": history.info["precision"]}
 
@@ -53,22 +61,27 @@ def _train_torch(train, test, pre, *, precision: str, seed: int, epochs: int, ba
 def _train_keras(train, test, pre, *, precision: str, seed: int, epochs: int, batch_size: int, device) -> dict:
     import keras
 
-    from alexnet_lab import keras_models, keras_training, torch_models, transfer
+    from alexnet_lab.keras import models as keras_models
+    from alexnet_lab.keras import precision as keras_precision
+    from alexnet_lab.keras import training as keras_training
+    from alexnet_lab.teaching import transfer
+    from alexnet_lab.torch import models as torch_models
 
     # The initial weights of the PyTorch run with this seed, so that both frameworks start alike.
     seed_everything(seed, frameworks=("torch",))
     initial = torch_models.alexnet("cifar10")
     seed_everything(seed, deterministic=False, frameworks=("tensorflow",))
-    keras_training.use_mixed_precision("bf16" if precision == "bfloat16" else False, verbose=0)
+    keras_precision.use_mixed_precision("bf16" if precision == "bfloat16" else False, verbose=0)
     try:
         model = keras_models.alexnet("cifar10")
         transfer.torch_to_keras(initial, model)
         start = time.perf_counter()
         history = keras_training.fit(
-            model, pipelines.tf_dataset(train, pre, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs,
-            mixed_precision="bf16" if precision == "bfloat16" else False, progress=False, verbose=0, **SETTINGS)
+            model, keras_pipeline.make_batches(train, pre, batch_size=batch_size, shuffle=True, seed=seed),
+            epochs=epochs, mixed_precision="bf16" if precision == "bfloat16" else False, progress=False, verbose=0,
+            **SETTINGS)
         seconds = time.perf_counter() - start
-        result = keras_training.evaluate(model, pipelines.tf_dataset(test, pre, batch_size=256))
+        result = keras_training.evaluate(model, keras_pipeline.make_batches(test, pre, batch_size=256))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return {"test_accuracy": result["accuracy"], "train_loss": history["loss"][-1], "train_s": seconds,
@@ -79,8 +92,8 @@ def run(*, frameworks=("torch",), seeds=(0,), per_class: int = 200, test_per_cla
         batch_size: int = 64, device=None, printer=print) -> list[dict]:
     """Train every (framework, seed) in float32 and in bfloat16; one record per run."""
     train, test = data.load_cifar10(per_class=per_class, test_per_class=test_per_class, seed=0)
-    mean, std = pipelines.channel_stats(train)
-    pre = pipelines.Preprocess(mean=mean, std=std)
+    mean, std = preprocessing.channel_stats(train)
+    pre = preprocessing.Preprocess(mean=mean, std=std)
     trainers = {"torch": _train_torch, "keras": _train_keras}
     records = []
     for framework in frameworks:

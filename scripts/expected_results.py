@@ -102,12 +102,12 @@ def hardware() -> str:
     """The CPU model, its vector units and core count (and the GPU, when PyTorch sees one), in words.
 
     The vector units matter as much as the model name: with AVX-512 BF16 the course computes in bfloat16
-    by default, with AVX2 in float32 (``alexnet_lab.devices``), and the accuracies and times differ.
+    by default, with AVX2 in float32 (``alexnet_lab.torch.precision``), and the accuracies and times differ.
     """
-    from alexnet_lab import devices
+    from alexnet_lab.core import hardware
 
-    units = devices.cpu_vector_units()
-    model = devices.cpu_name() + (f" ({units})" if units else "")
+    units = hardware.cpu_vector_units()
+    model = hardware.cpu_name() + (f" ({units})" if units else "")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     words = f"{model}, {cores} core{'s' if cores != 1 else ''}"
     try:
@@ -198,7 +198,7 @@ def load_results() -> list[dict]:
 
 def save_results(records: list[dict]) -> None:
     """Write the results atomically: a failed write leaves the previous file as it was."""
-    from alexnet_lab.files import atomic_write_json
+    from alexnet_lab.core.files import atomic_write_json
 
     atomic_write_json(RESULTS, records)
 
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                            if (r["notebook"], r["profile"], r["seed"]) != (path.stem, args.profile, seed)]
                 save_results(records + [record])
             if args.save_outputs and seed == 0:
-                from alexnet_lab.files import atomic_write_text
+                from alexnet_lab.core.files import atomic_write_text
 
                 text = nbformat.writes(executed)
                 atomic_write_text(path, text if text.endswith("\n") else text + "\n")
@@ -318,7 +318,7 @@ def write_table(args: argparse.Namespace) -> int:
         raise SystemExit(f"README.md has no {BEGIN} ... {END} markers to put the table between")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    from alexnet_lab.files import atomic_write_text
+    from alexnet_lab.core.files import atomic_write_text
 
     atomic_write_text(README, f"{head}{BEGIN}\n{table(load_results())}\n{END}{tail}")
     print(table(load_results()))

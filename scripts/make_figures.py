@@ -18,7 +18,8 @@ matplotlib.use("Agg")  # files only, no window
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from alexnet_lab import architecture, plots  # noqa: E402
+from alexnet_lab.core import architecture  # noqa: E402
+from alexnet_lab.teaching import diagrams, plots  # noqa: E402
 
 DPI = 100
 
@@ -26,13 +27,13 @@ DPI = 100
 def figures():
     """(file name, function that makes the figure) for every README figure."""
     return [
-        ("architecture_classic.png", lambda: plots.plot_architecture("classic")),
-        ("architecture_paper.png", lambda: plots.plot_architecture("paper")),
-        ("architecture_lenet5.png", lambda: plots.plot_architecture("lenet5")),
-        ("layer_costs_classic.png", lambda: plots.plot_layer_costs(architecture.layer_table("classic"),
-                                                                   name="AlexNet (classic)")),
-        ("layer_costs_lenet5.png", lambda: plots.plot_layer_costs(architecture.layer_table("lenet5"),
-                                                                  name="LeNet-5")),
+        ("architecture_classic.png", lambda: diagrams.plot_architecture("classic")),
+        ("architecture_paper.png", lambda: diagrams.plot_architecture("paper")),
+        ("architecture_lenet5.png", lambda: diagrams.plot_architecture("lenet5")),
+        ("layer_costs_classic.png", lambda: diagrams.plot_layer_costs(architecture.layer_table("classic"),
+                                                                      name="AlexNet (classic)")),
+        ("layer_costs_lenet5.png", lambda: diagrams.plot_layer_costs(architecture.layer_table("lenet5"),
+                                                                     name="LeNet-5")),
     ]
 
 

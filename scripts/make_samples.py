@@ -1,4 +1,4 @@
-"""Make the small data samples bundled in ``alexnet_lab/sample_data/`` (so notebooks run offline).
+"""Make the small data samples bundled in ``alexnet_lab/data/sample_data/`` (so notebooks run offline).
 
     ALEXNET_LAB_DATA=../shared/data .venv/bin/python scripts/make_samples.py
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_lab import data, files
+from alexnet_lab import data
+from alexnet_lab.core import files
 
-OUT = Path(__file__).resolve().parent.parent / "alexnet_lab" / "sample_data"
+OUT = Path(__file__).resolve().parent.parent / "alexnet_lab" / "data" / "sample_data"
 SEED = 0
 SIZES = {  # data set: (train images per class, test images per class)
     "fashion_mnist": (100, 20),

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import expected_results as er  # noqa: E402
 
-from alexnet_lab.files import atomic_write_text  # noqa: E402
+from alexnet_lab.core.files import atomic_write_text  # noqa: E402
 
 # What a GPU run of the full profile would take: not measured (no GPU was available), said as such.
 FULL = {

@@ -1,4 +1,5 @@
-"""alexnet_lab.assignments: release removes solutions and hidden tests; grade runs submissions safely and scores them.
+"""alexnet_lab.grading.assignments and .grader: release removes solutions and hidden tests; grade runs submissions
+safely and scores them.
 
 Three groups of tests:
 
@@ -23,7 +24,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from alexnet_lab import assignments as A
+from alexnet_lab.grading import assignments as A
+from alexnet_lab.grading import grader as G
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "assignments"
@@ -168,7 +170,7 @@ def test_prepare_for_grading_restores_tests_and_read_only_cells():
     submission.cells[3].metadata["nbgrader"]["points"] = 100
     submission.cells[2].source = "LIMIT = 11"
     del submission.cells[4]  # the LIMIT test
-    prepared, notes = A.prepare_for_grading(submission, source)
+    prepared, notes = G.prepare_for_grading(submission, source)
     assert prepared.cells[3].source == source.cells[3].source  # hidden tests included
     assert prepared.cells[3].metadata["nbgrader"]["points"] == 2
     assert prepared.cells[2].source == "LIMIT = 10"
@@ -203,7 +205,7 @@ def tiny_grades(tmp_path_factory):
     (subs / "unreadable.ipynb").write_text("{ this is not a notebook")
     write(new_notebook(cells=[code("1 + 1")]), subs / "unrelated.ipynb")
     start = time.monotonic()
-    results = A.grade([subs], source=root / "source", out=root / "grades", timeout=60, verbose=False)
+    results = G.grade([subs], source=root / "source", out=root / "grades", timeout=60, verbose=False)
     return {Path(g.submission).stem: g for g in results}, root, time.monotonic() - start
 
 
@@ -260,7 +262,7 @@ def test_csv_and_reports(tiny_grades):
     grades, root, _ = tiny_grades
     with open(root / "grades" / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == A.CSV_COLUMNS
+    assert tuple(rows[0]) == G.CSV_COLUMNS
     hardcoded = [r for r in rows if r["submission"].endswith("hardcoded.ipynb")]
     assert [(r["grade_id"], r["points"], r["max_points"], r["kind"]) for r in hardcoded] == [
         ("test_add", "0", "2", "auto"), ("test_limit", "1", "1", "auto"), ("explain", "0", "3", "manual")]
@@ -279,7 +281,7 @@ def test_a_notebook_that_loops_forever_is_stopped_at_the_time_limit(tmp_path):
     looping.cells[1].source = "while True:\n    pass\n" + looping.cells[1].source
     write(looping, tmp_path / "loops.ipynb")
     start = time.monotonic()
-    (g,) = A.grade([tmp_path / "loops.ipynb"], source=tmp_path / "source", out=tmp_path / "grades", timeout=6,
+    (g,) = G.grade([tmp_path / "loops.ipynb"], source=tmp_path / "source", out=tmp_path / "grades", timeout=6,
                    verbose=False)
     assert time.monotonic() - start < 60
     assert g.status == "timeout" and g.points == 0
@@ -295,7 +297,7 @@ def test_a_notebook_that_kills_its_kernel_is_graded_as_crashed(tmp_path):
     crashing = A.student_version(source, "tiny.ipynb")
     crashing.cells[1].source = "import os\nos._exit(1)"
     write(crashing, tmp_path / "crash.ipynb")
-    (g,) = A.grade([tmp_path / "crash.ipynb"], source=tmp_path / "source", out=tmp_path / "grades", timeout=60,
+    (g,) = G.grade([tmp_path / "crash.ipynb"], source=tmp_path / "source", out=tmp_path / "grades", timeout=60,
                    verbose=False)
     assert g.status == "crashed" and g.points == 0
     assert g.by_id("test_add").message.startswith("not run: the kernel died in cell 1")
@@ -359,7 +361,7 @@ def implementation_grades(tmp_path_factory):
     root = tmp_path_factory.mktemp("implementation")
     released = A.release(IMPLEMENTATION, root / "release")[0]
     planted = planted_submissions(root / "planted")
-    results = A.grade([IMPLEMENTATION, released, *planted.values()], source=SOURCES, out=root / "grades",
+    results = G.grade([IMPLEMENTATION, released, *planted.values()], source=SOURCES, out=root / "grades",
                       timeout=300, profile="smoke", verbose=False)
     names = ["solution", "released", *planted]
     return dict(zip(names, results))
@@ -368,7 +370,7 @@ def implementation_grades(tmp_path_factory):
 AUTO_IDS = ["keras_architecture", "keras_batchnorm", "torch_architecture", "torch_batchnorm", "loss_setup", "eval_mode"]
 
 
-def lost(g: A.SubmissionGrade) -> set[str]:
+def lost(g: G.SubmissionGrade) -> set[str]:
     return {c.grade_id for c in g.cells if c.kind == "auto" and c.points < c.max_points}
 
 
@@ -422,15 +424,15 @@ def test_double_softmax(implementation_grades):
 # The course's training assignment (smoke profile: the threshold there is 0, the run proves the code works)
 # ---------------------------------------------------------------------------------------------
 TRAINING = SOURCES / "fashion_mnist_training.ipynb"
-STANDARDIZE = "preprocess = pipelines.Preprocess(mean=mean, std=std)"
+STANDARDIZE = "preprocess = preprocessing.Preprocess(mean=mean, std=std)"
 
 
 @pytest.fixture(scope="module")
 def training_grades(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     released = A.release(TRAINING, root / "release")[0]
-    unscaled = edit(nbformat.read(TRAINING, as_version=4), STANDARDIZE, "preprocess = pipelines.Preprocess()")
-    results = A.grade([TRAINING, released, write(unscaled, root / "unscaled.ipynb")], source=SOURCES,
+    unscaled = edit(nbformat.read(TRAINING, as_version=4), STANDARDIZE, "preprocess = preprocessing.Preprocess()")
+    results = G.grade([TRAINING, released, write(unscaled, root / "unscaled.ipynb")], source=SOURCES,
                       out=root / "grades", timeout=300, profile="smoke", verbose=False)
     return dict(zip(["solution", "released", "unscaled"], results))
 

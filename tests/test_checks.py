@@ -1,4 +1,4 @@
-"""alexnet_lab.checks: the first difference is found, named, and comes with the fix.
+"""alexnet_lab.grading.checks: the first difference is found, named, and comes with the fix.
 
 Broken models are built from the framework-free description with one planted mistake, in
 Keras and in PyTorch, mostly on the small ``cifar10`` preset (32×32 inputs) to keep this fast.
@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
-import sys
 import warnings
 from collections import OrderedDict
 
 import numpy as np
 import pytest
 
-from alexnet_lab import architecture as arch
-from alexnet_lab import checks
-from alexnet_lab.history import History
+from alexnet_lab.core import architecture as arch
+from alexnet_lab.core.history import History
+from alexnet_lab.grading import checks
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
@@ -26,7 +24,8 @@ keras = pytest.importorskip("keras")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from alexnet_lab import keras_models, torch_models  # noqa: E402
+from alexnet_lab.keras import models as keras_models  # noqa: E402
+from alexnet_lab.torch import models as torch_models  # noqa: E402
 
 FRAMEWORKS = ["keras", "torch"]
 # Classic AlexNet for 224×224 images with conv1 padded by 2: conv1 gives the paper's 55×55×96.
@@ -400,15 +399,26 @@ def test_keras_history_and_plain_dicts_are_accepted():
         checks.diagnose_training([0.1, 0.2], 10)
 
 
-def test_importing_checks_imports_no_framework():
-    code = ("import sys, alexnet_lab.checks\n"
-            "heavy = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_torch_modules_named_in_messages():
     named = nn.Sequential(OrderedDict((n, m) for n, m in build("torch").named_children() if n != "relu5"))
     named.input_shape = (3, 32, 32)
     report = checks.check_model(named, "cifar10")
     assert report.first_failure.layer == "relu5"
+
+
+def test_checks_that_run_the_model_leave_every_submodule_in_its_own_mode():
+    model = build("torch", norm="batch")
+    model.train()
+    model.bn1.eval()  # a student may have set some modules apart: each keeps its own mode
+    before = {name: m.training for name, m in model.named_modules()}
+    assert checks.check_loss_setup(model, nn.CrossEntropyLoss())[0].severity == "ok"
+    assert {name: m.training for name, m in model.named_modules()} == before
+    checks.check_model(model, "cifar10", norm="batch")
+    assert {name: m.training for name, m in model.named_modules()} == before
+
+
+def test_check_loss_setup_says_to_pass_input_shape_for_a_module_that_does_not_record_it():
+    model = nn.Sequential(*build("torch").children())  # the same layers, without the recorded input_shape
+    with pytest.raises(ValueError, match=r"input_shape=\(H, W, C\)"):
+        checks.check_loss_setup(model, nn.CrossEntropyLoss())
+    assert checks.check_loss_setup(model, nn.CrossEntropyLoss(), input_shape=(32, 32, 3))[0].severity == "ok"

@@ -1,4 +1,4 @@
-"""Tests of the data loaders (alexnet_lab/data.py).
+"""Tests of the data loaders (the package alexnet_lab/data/, but not data/preprocessing.py).
 
 Most tests write small files of their own into ``tmp_path``: valid ones, and one for every kind
 of bad input the loaders must refuse. Tests at the end use the real data sets from
@@ -14,8 +14,6 @@ import http.server
 import io
 import os
 import pickle
-import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -25,7 +23,17 @@ import pytest
 from PIL import Image
 
 from alexnet_lab import data
-from alexnet_lab.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, DataFormatError, DataNotFoundError, ImageSet
+from alexnet_lab.data import (
+    CIFAR10_CLASSES,
+    FASHION_MNIST_CLASSES,
+    DataFormatError,
+    DataNotFoundError,
+    ImageSet,
+    cifar10,
+    fashion_mnist,
+    folders,
+    sources,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Helpers: isolation from the machine's real data folders, and writers of small test files
@@ -41,7 +49,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setattr(data, "DEBIAN_DATASETS", tmp_path / "debian")
+    monkeypatch.setattr(sources, "DEBIAN_DATASETS", tmp_path / "debian")
     workdir = tmp_path / "home" / "notebooks"  # so that ./data and ../data lie inside tmp_path too
     workdir.mkdir(parents=True)
     monkeypatch.chdir(workdir)
@@ -81,7 +89,7 @@ def write_fashion(folder: Path, arrays=None, *, gz=True) -> dict[str, str]:
 def trust(monkeypatch, hashes: dict[str, str]) -> None:
     """Make the loader accept our small test files as if they were the official release."""
     for name, digest in hashes.items():
-        monkeypatch.setitem(data.FASHION_MNIST_SHA256, name, digest)
+        monkeypatch.setitem(fashion_mnist.FASHION_MNIST_SHA256, name, digest)
 
 
 def cifar_arrays(per_batch=20, seed=0):
@@ -141,10 +149,13 @@ def files_under(folder: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_importing_data_imports_no_framework():
-    code = "import sys, alexnet_lab, alexnet_lab.data; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
+def test_the_package_re_exports_its_public_api():
+    """``from alexnet_lab import data; data.load_cifar10()``: every public name is reachable from the package."""
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    assert data.load_cifar10 is cifar10.load_cifar10 and data.ImageSet is ImageSet
+    assert data.FASHION_MNIST_CLASSES is fashion_mnist.FASHION_MNIST_CLASSES
+    assert data.SAMPLE == sources.SAMPLE == "sample"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,16 +364,16 @@ def _serve_fashion(tmp_path, monkeypatch, serve, handler=_QuietHandler, md5_ok=T
     trust(monkeypatch, hashes)
     for name in hashes:
         md5 = hashlib.md5((tmp_path / "www" / f"{name}.gz").read_bytes()).hexdigest()
-        monkeypatch.setitem(data.FASHION_MNIST_GZ_MD5, name, md5 if md5_ok else "0" * 32)
-    monkeypatch.setattr(data, "FASHION_MNIST_URLS", (serve(tmp_path / "www", handler),))
+        monkeypatch.setitem(fashion_mnist.FASHION_MNIST_GZ_MD5, name, md5 if md5_ok else "0" * 32)
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_URLS", (serve(tmp_path / "www", handler),))
 
 
 def test_download_fashion_mnist_into_the_cache_then_find_it_there(isolated, tmp_path, monkeypatch, serve, capsys):
     _serve_fashion(tmp_path, monkeypatch, serve)
     train, test = data.load_fashion_mnist()
     assert (len(train), len(test)) == (30, 20)
-    assert files_under(isolated) == sorted(f"fashion-mnist/{n}.gz" for n in data.FASHION_MNIST_FILES.values())
-    monkeypatch.setattr(data, "FASHION_MNIST_URLS", ("http://127.0.0.1:9/",))  # nothing listens there
+    assert files_under(isolated) == sorted(f"fashion-mnist/{n}.gz" for n in fashion_mnist.FASHION_MNIST_FILES.values())
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_URLS", ("http://127.0.0.1:9/",))  # nothing listens there
     train, _ = data.load_fashion_mnist()
     assert len(train) == 30 and f"from {isolated / 'fashion-mnist'}" in capsys.readouterr().out
 
@@ -385,7 +396,7 @@ def test_interrupted_download_leaves_nothing_and_falls_back_to_the_sample(isolat
 def test_a_damaged_file_in_the_cache_is_deleted_so_the_next_run_downloads_it(isolated, monkeypatch):
     hashes = write_fashion(isolated / "fashion-mnist")
     trust(monkeypatch, hashes)
-    monkeypatch.setitem(data.FASHION_MNIST_SHA256, "train-images-idx3-ubyte", "0" * 64)
+    monkeypatch.setitem(fashion_mnist.FASHION_MNIST_SHA256, "train-images-idx3-ubyte", "0" * 64)
     with pytest.raises(DataFormatError, match="has been deleted"):
         data.load_fashion_mnist(download=False)
     assert not (isolated / "fashion-mnist" / "train-images-idx3-ubyte.gz").exists()
@@ -398,13 +409,13 @@ def test_download_cifar10_archive_then_extract_it(isolated, tmp_path, monkeypatc
     make_tar(tmp_path / "www" / "cifar-10-binary.tar.gz", tmp_path / "src" / "cifar-10-batches-bin",
              "cifar-10-batches-bin")
     url = serve(tmp_path / "www") + "cifar-10-binary.tar.gz"
-    monkeypatch.setattr(data, "CIFAR10_URL", url)
-    monkeypatch.setattr(data, "CIFAR10_SHA256", hashlib.sha256((tmp_path / "www" / "cifar-10-binary.tar.gz")
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", url)
+    monkeypatch.setattr(cifar10, "CIFAR10_SHA256", hashlib.sha256((tmp_path / "www" / "cifar-10-binary.tar.gz")
                                                                .read_bytes()).hexdigest())
     train, test = data.load_cifar10()
     np.testing.assert_array_equal(test.images, arrays["test_batch"][0])
     assert (isolated / "cifar-10-binary.tar.gz").is_file()
-    monkeypatch.setattr(data, "CIFAR10_SHA256", "0" * 64)  # a second run finds the copy; no new download
+    monkeypatch.setattr(cifar10, "CIFAR10_SHA256", "0" * 64)  # a second run finds the copy; no new download
     assert len(data.load_cifar10()[0]) == 100
 
 
@@ -551,7 +562,7 @@ def test_cifar10_image_folder_is_decoded_once_then_read_from_the_cache(isolated,
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "_decode_all", no_decoding)
+    monkeypatch.setattr(folders, "decode_images", no_decoding)
     again, _ = data.load_cifar10(tmp_path / "data")
     np.testing.assert_array_equal(again.images, train.images)
     # Adding an image changes the folder, so the cache no longer applies.
@@ -631,6 +642,19 @@ def test_image_folder_reports_every_unreadable_image(tmp_path):
         data.load_image_folder(tmp_path / "pets")
     assert str(tmp_path / "pets" / "dog" / "cut.jpg") in str(e.value)
     assert str(tmp_path / "pets" / "cat" / "fake.jpg") in str(e.value)
+
+
+def test_decode_images_gives_the_folder_loaders_pixels_and_lists_unreadable_files(tmp_path):
+    _mixed_modes_folder(tmp_path / "pets")
+    paths = [tmp_path / "pets" / "cat" / "gray.png", tmp_path / "pets" / "dog" / "rgb.bmp"]
+    images = data.decode_images(paths)
+    assert images.shape == (2, 6, 8, 3) and images.dtype == np.uint8
+    assert tuple(images[0, 1, 1]) == (77, 77, 77) and tuple(images[1, 1, 1]) == (1, 2, 3)
+    assert data.decode_images(paths, image_size=4).shape == (2, 4, 4, 3)
+    (tmp_path / "fake.png").write_bytes(b"not a PNG")
+    with pytest.raises(DataFormatError, match="1 image file") as e:
+        data.decode_images([paths[0], tmp_path / "fake.png"])
+    assert str(tmp_path / "fake.png") in str(e.value)
 
 
 def test_image_folder_with_an_empty_class_or_a_single_class(tmp_path):

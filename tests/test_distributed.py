@@ -1,4 +1,8 @@
-"""distributed: batch splitting, the sharded sampler, torchrun/TF_CONFIG parsing, and real 2-process DDP runs on Gloo."""
+"""Distributed training: batch splitting, the sharded sampler, torchrun/TF_CONFIG parsing, and real 2-process DDP runs on Gloo.
+
+The modules: alexnet_lab.core.cluster (framework-free), alexnet_lab.torch.distributed, alexnet_lab.keras.distributed,
+and the rank/world_size of alexnet_lab.torch.pipeline.make_batches.
+"""
 
 import json
 import os
@@ -11,8 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_lab import data, distributed, pipelines
-from alexnet_lab.cli import main
+from alexnet_lab import data
+from alexnet_lab.cli.main import main
+from alexnet_lab.core import cluster
+from alexnet_lab.data import preprocessing
+from alexnet_lab.keras import distributed as keras_distributed
+from alexnet_lab.torch import distributed
+from alexnet_lab.torch import pipeline as torch_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -22,53 +31,60 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 # Framework-free pieces
 # ---------------------------------------------------------------------------
 def test_the_global_batch_splits_evenly_or_the_error_says_what_to_use():
-    assert distributed.per_process_batch_size(256, 4) == 64
-    assert distributed.per_process_batch_size(7, 1) == 7
+    assert cluster.per_process_batch_size(256, 4) == 64
+    assert cluster.per_process_batch_size(7, 1) == 7
     with pytest.raises(ValueError, match=r"does not split evenly over 4.*--batch-size 8 or 12"):
-        distributed.per_process_batch_size(10, 4)
+        cluster.per_process_batch_size(10, 4)
     with pytest.raises(ValueError, match="positive integer"):
-        distributed.per_process_batch_size(0, 2)
+        cluster.per_process_batch_size(0, 2)
 
 
 def test_learning_rate_scaling_rules():
-    assert distributed.scaled_lr(0.01, 256, 1024) == pytest.approx(0.04)
-    assert distributed.scaled_lr(0.01, 256, 1024, "sqrt") == pytest.approx(0.02)
-    assert distributed.scaled_lr(0.1, 128, 64) == pytest.approx(0.05)
+    assert cluster.scaled_lr(0.01, 256, 1024) == pytest.approx(0.04)
+    assert cluster.scaled_lr(0.01, 256, 1024, "sqrt") == pytest.approx(0.02)
+    assert cluster.scaled_lr(0.1, 128, 64) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="'linear' or 'sqrt'"):
-        distributed.scaled_lr(0.01, 256, 512, "cubic")
+        cluster.scaled_lr(0.01, 256, 512, "cubic")
 
 
 def test_shards_cover_every_item_once_in_order_and_differ_by_at_most_one():
     for n in range(0, 23):
         for world in range(1, 6):
-            parts = [distributed.shard(n, r, world) for r in range(world)]
+            parts = [cluster.shard(n, r, world) for r in range(world)]
             items = [i for p in parts for i in range(n)[p]]
             assert items == list(range(n)), (n, world)
             sizes = [p.stop - p.start for p in parts]
             assert max(sizes) - min(sizes) <= 1
     with pytest.raises(ValueError, match="rank must lie in 0..1"):
-        distributed.shard(10, 2, 2)
+        cluster.shard(10, 2, 2)
 
 
 @pytest.fixture(scope="module")
 def images():
     train, _ = data.random_dataset(n_train=37, n_test=1, image_shape=(12, 12, 3), num_classes=4, seed=3)
-    pre = pipelines.Preprocess.for_training(train, flip=True, lighting_std=0.1)  # crops, flips and colour noise
+    pre = preprocessing.Preprocess.for_training(train, flip=True, lighting_std=0.1)  # crops, flips and colour noise
     return train, pre
 
 
 def _sampler(train, pre, rank, world, **kwargs):
     geometry = pre.geometry(train.shape[:2])
-    return distributed.ShardedEpochSampler(len(train), geometry, pre, 3, rank=rank, world_size=world, seed=5, **kwargs)
+    return torch_pipeline.EpochSampler(len(train), geometry, pre, 3, rank=rank, world_size=world, seed=5, **kwargs)
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_sharded_sampler_gives_each_process_its_part_of_the_single_process_batches(images, drop_last):
     train, pre = images
-    one = _sampler(train, pre, 0, 1, global_batch_size=8, drop_last=drop_last)
-    parts = [_sampler(train, pre, r, 2, global_batch_size=8, drop_last=drop_last) for r in range(2)]
+    one = _sampler(train, pre, 0, 1, batch_size=8, drop_last=drop_last)
+    parts = [_sampler(train, pre, r, 2, batch_size=8, drop_last=drop_last) for r in range(2)]
     for epoch in range(2):  # two passes: two different epochs, the same in both set-ups
         whole = list(one)
+        # One process gets the plans of alexnet_lab.data.preprocessing.batch_plans, unchanged.
+        plain = list(preprocessing.batch_plans(len(train), pre.geometry(train.shape[:2]), pre, 3, batch_size=8,
+                                               seed=5, epoch=epoch, drop_last=drop_last))
+        assert len(plain) == len(whole)
+        for a, b in zip(plain, whole, strict=True):
+            for name in ("indices", "rows", "cols", "color_shift"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
         split = [list(p) for p in parts]
         assert len(whole) == len(one) == (4 if drop_last else 5)
         assert [len(s) for s in split] == [len(p) for p in parts]
@@ -86,7 +102,7 @@ def test_sharded_sampler_gives_each_process_its_part_of_the_single_process_batch
 
 def test_a_last_batch_smaller_than_the_process_count_leaves_a_process_without_it(images):
     train, pre = images  # 37 images, global batches of 12: 3 full batches and one of 1 image
-    parts = [_sampler(train, pre, r, 2, global_batch_size=12, shuffle=False) for r in range(2)]
+    parts = [_sampler(train, pre, r, 2, batch_size=12, shuffle=False) for r in range(2)]
     assert [len(p) for p in parts] == [4, 3]
     assert [len(list(p)) for p in parts] == [4, 3]
     assert sum(len(plan) for p in parts for plan in p) == 37
@@ -95,22 +111,22 @@ def test_a_last_batch_smaller_than_the_process_count_leaves_a_process_without_it
 def test_sharded_sampler_checks_its_arguments(images):
     train, pre = images
     with pytest.raises(ValueError, match="does not split evenly over 3"):
-        _sampler(train, pre, 0, 3, global_batch_size=8, drop_last=True)
+        _sampler(train, pre, 0, 3, batch_size=8, drop_last=True)
     with pytest.raises(ValueError, match="rank must lie in 0..1"):
-        _sampler(train, pre, 2, 2, global_batch_size=8)
+        _sampler(train, pre, 2, 2, batch_size=8)
 
 
 def test_torchrun_variables_are_read_and_checked():
-    assert distributed.torchrun_env({}) is None
-    env = distributed.torchrun_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2",
+    assert cluster.torchrun_env({}) is None
+    env = cluster.torchrun_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2",
                                     "MASTER_ADDR": "node0", "MASTER_PORT": "29500"})
     assert (env.rank, env.local_rank, env.world_size, env.local_world_size, env.master) == (3, 1, 4, 2, "node0:29500")
     with pytest.raises(ValueError, match="not LOCAL_RANK: start distributed runs with torchrun"):
-        distributed.torchrun_env({"RANK": "0", "WORLD_SIZE": "2"})
+        cluster.torchrun_env({"RANK": "0", "WORLD_SIZE": "2"})
     with pytest.raises(ValueError, match="RANK must lie in 0..WORLD_SIZE-1"):
-        distributed.torchrun_env({"RANK": "2", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
+        cluster.torchrun_env({"RANK": "2", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
     with pytest.raises(ValueError, match="WORLD_SIZE='two' is not a whole number"):
-        distributed.torchrun_env({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "two"})
+        cluster.torchrun_env({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "two"})
 
 
 def _tf_config(task_type="worker", index=0, cluster=None):
@@ -119,15 +135,15 @@ def _tf_config(task_type="worker", index=0, cluster=None):
 
 
 def test_tf_config_is_parsed_and_the_chief_found():
-    assert distributed.parse_tf_config(None) is None and distributed.parse_tf_config(" ") is None
-    first, second = (distributed.parse_tf_config(_tf_config(index=i)) for i in (0, 1))
+    assert cluster.parse_tf_config(None) is None and cluster.parse_tf_config(" ") is None
+    first, second = (cluster.parse_tf_config(_tf_config(index=i)) for i in (0, 1))
     assert first.num_workers == 2 and first.is_chief and not second.is_chief
     with_chief = {"chief": ["boss:2222"], "worker": ["host1:2222", "host2:2222"]}
-    assert distributed.parse_tf_config(_tf_config("chief", 0, with_chief)).is_chief
-    assert not distributed.parse_tf_config(_tf_config("worker", 0, with_chief)).is_chief
-    assert distributed.parse_tf_config(_tf_config("chief", 0, with_chief)).num_workers == 3
-    assert distributed.is_chief({}) and distributed.is_chief({"TF_CONFIG": _tf_config(index=0)})
-    assert not distributed.is_chief({"TF_CONFIG": _tf_config(index=1)})
+    assert cluster.parse_tf_config(_tf_config("chief", 0, with_chief)).is_chief
+    assert not cluster.parse_tf_config(_tf_config("worker", 0, with_chief)).is_chief
+    assert cluster.parse_tf_config(_tf_config("chief", 0, with_chief)).num_workers == 3
+    assert keras_distributed.is_chief({}) and keras_distributed.is_chief({"TF_CONFIG": _tf_config(index=0)})
+    assert not keras_distributed.is_chief({"TF_CONFIG": _tf_config(index=1)})
 
 
 @pytest.mark.parametrize("text, message", [
@@ -141,13 +157,13 @@ def test_tf_config_is_parsed_and_the_chief_found():
 ])
 def test_a_bad_tf_config_says_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
-        distributed.parse_tf_config(text)
+        cluster.parse_tf_config(text)
 
 
 def test_strategy_choice():
-    two_machines = distributed.parse_tf_config(_tf_config())
-    one_machine = distributed.parse_tf_config(_tf_config(cluster={"worker": ["localhost:2222"]}))
-    choose = distributed.choose_strategy
+    two_machines = cluster.parse_tf_config(_tf_config())
+    one_machine = cluster.parse_tf_config(_tf_config(cluster={"worker": ["localhost:2222"]}))
+    choose = keras_distributed.choose_strategy
     assert choose("auto", num_gpus=0, tf_config=None) == "none"
     assert choose("auto", num_gpus=1, tf_config=None) == "none"
     assert choose("auto", num_gpus=4, tf_config=None) == "mirrored"
@@ -164,26 +180,46 @@ def test_strategy_choice():
 # ---------------------------------------------------------------------------
 # PyTorch, one process
 # ---------------------------------------------------------------------------
-def test_with_one_process_the_loader_gives_the_pipeline_batches(images):
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_the_loaders_of_two_processes_together_give_the_single_process_batches(images, drop_last):
+    train, pre = images  # 37 images in global batches of 8: 4 full batches and one of 5
+    whole = torch_pipeline.make_batches(train, pre, batch_size=8, seed=5, drop_last=drop_last)
+    parts = [torch_pipeline.make_batches(train, pre, batch_size=8, seed=5, drop_last=drop_last, rank=r, world_size=2)
+             for r in range(2)]
+    assert len(whole) == (4 if drop_last else 5) and [len(p) for p in parts] == [len(whole)] * 2
+    for _ in range(2):  # two epochs
+        split = [list(p) for p in parts]
+        for b, (x, y) in enumerate(whole):
+            assert [len(s[b][1]) for s in split] == [len(y) - len(y) // 2, len(y) // 2]
+            assert torch.equal(torch.cat([s[b][0] for s in split]), x)
+            assert torch.equal(torch.cat([s[b][1] for s in split]), y)
+
+
+def test_make_batches_checks_the_rank_and_the_split(images):
     train, pre = images
-    ours = distributed.torch_loader(train, pre, batch_size=8, seed=5)
-    theirs = pipelines.torch_loader(train, pre, batch_size=8, seed=5)
-    for _ in range(2):
-        pairs = list(zip(ours, theirs, strict=True))
-        assert len(pairs) == 5
-        for (x, y), (x2, y2) in pairs:
-            assert torch.equal(x, x2) and torch.equal(y, y2)
+    with pytest.raises(ValueError, match="does not split evenly over 3"):
+        torch_pipeline.make_batches(train, pre, batch_size=8, drop_last=True, rank=0, world_size=3)
+    with pytest.raises(ValueError, match="rank must lie in 0..1"):
+        torch_pipeline.make_batches(train, pre, batch_size=8, rank=2, world_size=2)
 
 
 def test_without_torchrun_there_is_one_process_and_no_wrapper(monkeypatch):
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
-    ctx = distributed.init_torch("cpu")
-    assert (ctx.rank, ctx.world_size, ctx.backend, ctx.is_main, ctx.distributed) == (0, 1, None, True, False)
+    ctx = distributed.init("cpu")
+    assert (ctx.rank, ctx.world_size, ctx.backend, ctx.is_chief, ctx.distributed) == (0, 1, None, True, False)
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap_model(model, ctx) is model
     assert distributed.broadcast_object(ctx, "x") == "x" and distributed.gather_objects(ctx, 3) == [3]
-    assert ctx.describe() == "1 process on cpu"
+    assert distributed.describe_strategy(ctx) == "1 process on cpu"
+    assert distributed.process_group() is None and distributed.is_chief()
+
+
+def test_the_chief_is_process_0_on_both_sides():
+    torchrun = {"LOCAL_RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1"}
+    assert distributed.is_chief({}) and distributed.is_chief({**torchrun, "RANK": "0"})
+    assert not distributed.is_chief({**torchrun, "RANK": "1"})
+    assert keras_distributed.is_chief({}) and not keras_distributed.is_chief({"TF_CONFIG": _tf_config(index=1)})
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +244,7 @@ AUDIT_WRAPPER = textwrap.dedent('''
             written.append(os.path.realpath(os.fsdecode(args[1] if event == "os.rename" else args[0])))
 
     sys.addaudithook(hook)
-    from alexnet_lab.cli import main
+    from alexnet_lab.cli.main import main
     code = main(sys.argv[1:])
     recording[0] = False
     with open(os.path.join(os.environ["AUDIT_DIR"], "rank%s.json" % os.environ.get("RANK", "single")), "w") as f:

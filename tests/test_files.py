@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from alexnet_lab import files
+from alexnet_lab.core import files
 
 
 @pytest.fixture
@@ -64,10 +64,11 @@ def test_atomic_path_keeps_the_suffix_for_libraries_that_write_by_name(tmp_path,
 
 def test_checkpoints_and_figures_are_readable_by_others(tmp_path, umask_022):
     torch = pytest.importorskip("torch")
-    from alexnet_lab import plots, torch_training
+    from alexnet_lab.teaching import plots
+    from alexnet_lab.torch import checkpoints as torch_checkpoints
 
     checkpoint = tmp_path / "ckpt.pt"
-    torch_training.save_checkpoint(checkpoint, {"w": torch.ones(2)})
+    torch_checkpoints.save_checkpoint(checkpoint, {"w": torch.ones(2)})
     import matplotlib.pyplot as plt
 
     fig = plt.figure()

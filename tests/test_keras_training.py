@@ -1,5 +1,7 @@
-"""keras_training: fit learns, same History as PyTorch, schedules, early stopping, checkpoints, resume, evaluate."""
+"""keras training, optim, precision, checkpoints: fit learns, same History and same API as PyTorch, schedules,
+early stopping, checkpoints, resume, evaluate."""
 
+import inspect
 import json
 import math
 import os
@@ -13,8 +15,13 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import alexnet_lab  # noqa: E402
-from alexnet_lab import keras_models, keras_training  # noqa: E402
-from alexnet_lab.history import History  # noqa: E402
+from alexnet_lab.core import hardware  # noqa: E402
+from alexnet_lab.core.history import History  # noqa: E402
+from alexnet_lab.keras import batches as keras_batches  # noqa: E402
+from alexnet_lab.keras import models as keras_models  # noqa: E402
+from alexnet_lab.keras import optim as keras_optim  # noqa: E402
+from alexnet_lab.keras import precision as keras_precision  # noqa: E402
+from alexnet_lab.keras import training as keras_training  # noqa: E402
 
 TIMING = ("images_per_s", "epoch_time_s")
 
@@ -66,7 +73,8 @@ def test_fit_learns_and_returns_the_same_history_format_as_pytorch(data):
 
     # The PyTorch side's history has the same metrics and the same info keys: one plot serves both.
     torch = pytest.importorskip("torch")
-    from alexnet_lab import torch_models, torch_training
+    from alexnet_lab.torch import models as torch_models
+    from alexnet_lab.torch import training as torch_training
 
     x, y = train
     torch_train = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y))
@@ -77,7 +85,7 @@ def test_fit_learns_and_returns_the_same_history_format_as_pytorch(data):
                                                          "images_per_s", "epoch_time_s"}
     core = {"device", "precision", "channels_last", "seed", "optimizer", "lr", "weight_decay", "schedule", "monitor"}
     assert core <= set(twin.info) and core <= set(history.info)
-    from alexnet_lab import plots
+    from alexnet_lab.teaching import plots
 
     fig = plots.plot_history(history, twin)
     assert fig is not None
@@ -87,15 +95,15 @@ def test_seeded_runs_with_xla_repeat_exactly_on_a_cpu(data, monkeypatch):
     """What the notebooks rely on: notebook.start seeds with deterministic=False so that Keras keeps XLA."""
     from tensorflow.python.framework import config as tf_config
 
-    monkeypatch.setattr(keras_training, "_gpus", lambda: [])
-    monkeypatch.setattr(keras_training.devices, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # XLA's CPUs
+    monkeypatch.setattr(keras_precision, "_gpus", lambda: [])
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # XLA's CPUs
     train, val = data
     was_deterministic = tf_config.is_op_determinism_enabled()
     try:
         runs = []
         for _ in range(2):
             alexnet_lab.seed_everything(3, deterministic=False)
-            assert keras_training.choose_jit_compile("auto")[0] is True, "XLA should be on without deterministic ops"
+            assert keras_precision.choose_compile(None, "auto")[0] is True, "XLA should be on without deterministic ops"
             model = small_net()
             history = keras_training.fit(model, train, val, epochs=2, lr=0.05, batch_size=32, **quiet())
             runs.append((history["loss"], np.concatenate([w.ravel() for w in model.get_weights()])))
@@ -116,7 +124,7 @@ def test_images_per_second_counts_every_image_including_a_smaller_last_batch(dat
 
     model = small_net()
     keras_training.fit(model, (train[0][:70], train[1][:70]), epochs=1, batch_size=32, **quiet())
-    model.fit(keras_training._as_dataset((train[0][:70], train[1][:70]), 32, False, "t", None, 4), epochs=1,
+    model.fit(keras_batches.as_batches((train[0][:70], train[1][:70]), batch_size=32, num_classes=4), epochs=1,
               shuffle=False, verbose=0, callbacks=[Spy()])
     assert seen == [70.0]  # 32 + 32 + 6
 
@@ -157,7 +165,7 @@ def test_weight_decay_means_what_it_means_in_pytorch():
 
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, use_bias=False)])
     model.layers[0].kernel.assign(w0)
-    model.compile(optimizer=keras_training.make_optimizer("sgd", lr=0.1, momentum=0.9, weight_decay=0.05),
+    model.compile(optimizer=keras_optim.make_optimizer(model, "sgd", lr=0.1, momentum=0.9, weight_decay=0.05),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     linear = torch.nn.Linear(5, 3, bias=False)
     with torch.no_grad():
@@ -172,7 +180,7 @@ def test_weight_decay_means_what_it_means_in_pytorch():
     torch_w = linear.weight.detach().numpy().T
     assert np.allclose(keras_w, torch_w, atol=1e-6)
 
-    # Keras' own (decoupled) weight_decay gives other weights: the reason for keras_training.SGD.
+    # Keras' own (decoupled) weight_decay gives other weights: the reason for keras_optim.SGD.
     plain = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, use_bias=False)])
     plain.layers[0].kernel.assign(w0)
     plain.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.05),
@@ -183,12 +191,60 @@ def test_weight_decay_means_what_it_means_in_pytorch():
 
 
 def test_gradient_clipping_uses_the_global_norm():
-    optimizer = keras_training.make_optimizer("sgd", clip_grad_norm=1.5)
+    optimizer = keras_optim.make_optimizer(None, "sgd", clip_grad_norm=1.5)
     assert optimizer.global_clipnorm == 1.5
     variable = keras.Variable(np.zeros(4, np.float32))
-    optimizer = keras_training.make_optimizer("sgd", lr=1.0, momentum=0.0, weight_decay=0, clip_grad_norm=1.0)
+    optimizer = keras_optim.make_optimizer(None, "sgd", lr=1.0, momentum=0.0, weight_decay=0, clip_grad_norm=1.0)
     optimizer.apply([tf.constant([3.0, 4.0, 0.0, 0.0])], [variable])  # norm 5 -> clipped to 1
     assert np.allclose(variable.numpy(), [-0.6, -0.8, 0, 0])
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        keras_optim.make_optimizer(None, "rmsprop")
+    with pytest.raises(TypeError, match="takes the model"):
+        keras_optim.make_optimizer("sgd", lr=0.01)  # the PyTorch order: the model first
+    with pytest.raises(ValueError, match="clip_grad_norm must be a positive"):
+        keras_optim.make_optimizer(None, "sgd", clip_grad_norm=0)
+
+
+def test_plateau_scheduler_follows_a_scripted_validation_metric_like_pytorch():
+    """The same script and expectation as the PyTorch test: the callback, fed one epoch's logs at a time."""
+    model = small_net()
+    model.compile(optimizer=keras_optim.make_optimizer(model, "sgd", lr=1.0), loss="mse")
+    scheduler = keras_optim.make_scheduler(model.optimizer, "plateau", epochs=10, plateau_patience=2)
+    scheduler.set_model(model)
+    scheduler.on_train_begin()
+    lrs = []
+    for epoch, accuracy in enumerate([0.50, 0.60, 0.60, 0.61, 0.61, 0.61, 0.70, 0.69]):
+        lrs.append(float(model.optimizer.learning_rate))
+        scheduler.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    assert lrs == pytest.approx([1, 1, 1, 1, 1, 1, 0.1, 0.1])
+    assert keras_optim.make_scheduler(model.optimizer, None, epochs=10) is None
+    assert keras_optim.make_early_stopping(None) is None
+    with pytest.raises(ValueError, match="early_stopping patience must be at least 1"):
+        keras_optim.make_early_stopping(0)
+
+
+def test_both_sides_have_the_same_public_functions_with_the_same_arguments():
+    """What issue 16 asks: read one side beside the other; the concepts both have are called alike."""
+    pytest.importorskip("torch")
+    from alexnet_lab.torch import optim as torch_optim
+    from alexnet_lab.torch import precision as torch_precision
+    from alexnet_lab.torch import training as torch_training
+
+    pairs = [(keras_optim, torch_optim, ("make_optimizer", "make_scheduler", "make_early_stopping")),
+             (keras_precision, torch_precision, ("describe_device", "cuda_capability", "choose_precision",
+                                                 "choose_compile")),
+             (keras_training, torch_training, ("evaluate", "predict"))]
+    for keras_module, torch_module, names in pairs:
+        for name in names:
+            k = inspect.signature(getattr(keras_module, name)).parameters
+            t = inspect.signature(getattr(torch_module, name)).parameters
+            # Keras' choose_compile also takes the model (a tf.distribute strategy decides XLA for itself).
+            extra = {"model"} if name == "choose_compile" else set()
+            assert list(k)[:len(t)] == list(t) and set(k) - set(t) == extra, (keras_module.__name__, name)
+            assert all(k[p].kind == t[p].kind for p in t), (keras_module.__name__, name)
+    fit_k = inspect.signature(keras_training.fit).parameters
+    fit_t = inspect.signature(torch_training.fit).parameters
+    assert set(fit_t) - set(fit_k) == {"device"} and set(fit_k) <= set(fit_t)  # TensorFlow places itself
 
 
 def test_checkpoint_and_resume_continue_where_training_stopped(tmp_path, data):
@@ -217,12 +273,12 @@ def test_checkpoint_and_resume_continue_where_training_stopped(tmp_path, data):
 
 def test_a_resumed_run_sees_the_batches_of_a_run_that_never_stopped(tmp_path, data):
     """The course's tf.data pipeline counts epochs; on resume, fit tells it which epoch comes next."""
-    from alexnet_lab import pipelines
-    from alexnet_lab.data import ImageSet
+    from alexnet_lab.data import ImageSet, preprocessing
+    from alexnet_lab.keras import pipeline as keras_pipeline
 
     (x, y), _ = data
     images = ImageSet(np.clip(x * 64 + 128, 0, 255).astype(np.uint8), y.astype(np.int64), ("a", "b", "c", "d"))
-    pre = pipelines.Preprocess(mean=(0.5,), std=(0.25,))
+    pre = preprocessing.Preprocess(mean=(0.5,), std=(0.25,))
 
     def net():  # no dropout: its random masks are not part of a checkpoint
         keras.utils.set_random_seed(5)
@@ -230,7 +286,7 @@ def test_a_resumed_run_sees_the_batches_of_a_run_that_never_stopped(tmp_path, da
                                  keras.layers.Flatten(), keras.layers.Dense(4)])
 
     def batches():  # built anew for every run, as a restarted program would
-        return pipelines.tf_dataset(images, pre, batch_size=64, shuffle=True, seed=7)
+        return keras_pipeline.make_batches(images, pre, batch_size=64, shuffle=True, seed=7)
 
     kw = quiet(lr=0.05)
     straight = net()
@@ -308,22 +364,22 @@ def test_predict_keeps_scores_and_labels_aligned_on_shuffled_data():
 
 
 def test_mixed_precision_policy_and_checks(data, monkeypatch, float32_policy):
-    monkeypatch.setattr(keras_training, "_gpus", lambda: [])
-    monkeypatch.setattr(keras_training.devices, "cpu_flags", lambda: frozenset({"avx2"}))
-    assert keras_training.choose_policy("auto")[0] == "float32"
-    monkeypatch.setattr(keras_training.devices, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
-    assert keras_training.choose_policy("auto")[0] == "mixed_bfloat16"
-    monkeypatch.setattr(keras_training.devices, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
-    assert keras_training.choose_policy("auto")[0] == "mixed_bfloat16"  # measured 1.3-1.55x faster on such a CPU
-    assert keras_training.choose_policy(False)[0] == "float32"
-    assert keras_training.choose_policy("fp16")[0] == "mixed_float16"
+    monkeypatch.setattr(keras_precision, "_gpus", lambda: [])
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert keras_precision.choose_precision(None, "auto")[0] == "float32"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert keras_precision.choose_precision(None, "auto")[0] == "mixed_bfloat16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert keras_precision.choose_precision("CPU", "auto")[0] == "mixed_bfloat16"  # measured faster on such a CPU
+    assert keras_precision.choose_precision(mode=False)[0] == "float32"
+    assert keras_precision.choose_precision(mode="fp16")[0] == "mixed_float16"
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
-        keras_training.choose_policy("half")
+        keras_precision.choose_precision(None, "half")
 
     train, val = data
     with pytest.raises(ValueError, match=r"use_mixed_precision\('bf16'\)"):
         keras_training.fit(small_net(), train, mixed_precision="bf16", **quiet())
-    assert keras_training.use_mixed_precision("bf16", verbose=0) == "mixed_bfloat16"
+    assert keras_precision.use_mixed_precision("bf16", verbose=0) == "mixed_bfloat16"
     model = keras_models.lenet5(num_classes=4, activation="relu")
     history = keras_training.fit(model, train, val, epochs=2, lr=0.05, batch_size=32, mixed_precision="bf16",
                                  **quiet())
@@ -331,6 +387,27 @@ def test_mixed_precision_policy_and_checks(data, monkeypatch, float32_policy):
     assert history["loss"][-1] < history["loss"][0]
     with pytest.raises(ValueError, match="dtype policy 'mixed_bfloat16'"):
         keras_training.fit(model, train, mixed_precision=False, **quiet())
+    # evaluate takes the same mixed_precision as PyTorch's: Keras computes in the model's policy and checks it.
+    after = keras_training.evaluate(model, val, mixed_precision="auto")
+    assert after["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert keras_training.evaluate(model, val, mixed_precision="bf16")["accuracy"] == after["accuracy"]
+    with pytest.raises(ValueError, match="dtype policy 'mixed_bfloat16'"):
+        keras_training.evaluate(model, val, mixed_precision=False)
+
+
+def test_devices_are_named_like_pytorch_and_a_mode_in_the_device_place_is_refused(monkeypatch):
+    assert keras_precision.describe_device("CPU").startswith("CPU (")
+    assert keras_precision.describe_device("cpu") == keras_precision.describe_device("/CPU:0")
+    assert keras_precision.cuda_capability("CPU") is None
+    monkeypatch.setattr(keras_precision, "_gpus", lambda: [])
+    assert keras_precision.describe_device() == keras_precision.describe_device("CPU")  # no GPU: Keras uses the CPU
+    with pytest.raises(ValueError, match="sees 0 GPU"):
+        keras_precision.describe_device("GPU:0")
+    for wrong in ("auto", True, "bf16", "tpu", "gpu:x"):  # e.g. choose_precision("auto"): the mode comes second
+        with pytest.raises(ValueError, match="Unknown device"):
+            keras_precision.choose_precision(wrong)
+    with pytest.raises(ValueError, match="Unknown device"):
+        keras_precision.choose_compile("auto")
 
 
 def test_progress_live_tensorboard_and_max_batches(data, tmp_path, capsys):
@@ -358,8 +435,8 @@ def test_progress_live_tensorboard_and_max_batches(data, tmp_path, capsys):
 
     model = small_net()
     keras_training.fit(model, train, epochs=1, batch_size=16, max_batches=3, **quiet())
-    model.fit(keras_training._as_dataset(train, 16, True, "t", 3, 4), epochs=1, shuffle=False, verbose=0,
-              callbacks=[Spy()])
+    model.fit(keras_batches.as_batches(train, batch_size=16, shuffle=True, max_batches=3, num_classes=4), epochs=1,
+              shuffle=False, verbose=0, callbacks=[Spy()])
     assert seen == [48.0]
 
 
@@ -368,7 +445,7 @@ def test_bad_inputs_get_actionable_errors(data):
     from alexnet_lab.data import ImageSet
 
     images = ImageSet(np.zeros((4, 28, 28, 1), np.uint8), np.zeros(4, np.int64), ("a", "b"))
-    with pytest.raises(TypeError, match="tf_dataset"):
+    with pytest.raises(TypeError, match="make_batches"):
         keras_training.fit(small_net(), images, **quiet())
     with pytest.raises(TypeError, match="float"):
         keras_training.fit(small_net(), ((x * 255).astype(np.uint8), y), **quiet())
@@ -390,17 +467,19 @@ def test_bad_inputs_get_actionable_errors(data):
                     reason="real data sets: set ALEXNET_LAB_DATA to the shared data folder")
 @pytest.mark.parametrize("dataset, min_accuracy", [("fashion_mnist", 0.5), ("cifar10", 0.25)])
 def test_smoke_training_on_real_data_learns(dataset, min_accuracy):
-    from alexnet_lab import data, pipelines
+    from alexnet_lab import data
+    from alexnet_lab.data import preprocessing
+    from alexnet_lab.keras import pipeline as keras_pipeline
 
     load = {"fashion_mnist": data.load_fashion_mnist, "cifar10": data.load_cifar10}[dataset]
     train, test = load(per_class=200, test_per_class=50, download=False)
-    pre = pipelines.Preprocess.for_training(train).without_augmentation()
+    pre = preprocessing.Preprocess.for_training(train).without_augmentation()
     alexnet_lab.seed_everything(0)
     h, w, c = train.shape
     model = keras_models.lenet5(num_classes=10, activation="relu", in_channels=c, image_size=h)
-    history = keras_training.fit(model, pipelines.tf_dataset(train, pre, batch_size=32, shuffle=True),
-                                 pipelines.tf_dataset(test, pre, batch_size=128), epochs=4, optimizer="adam",
+    history = keras_training.fit(model, keras_pipeline.make_batches(train, pre, batch_size=32, shuffle=True),
+                                 keras_pipeline.make_batches(test, pre, batch_size=128), epochs=4, optimizer="adam",
                                  lr=2e-3, label=dataset, **quiet())
-    result = keras_training.evaluate(model, pipelines.tf_dataset(test, pre, batch_size=128))
+    result = keras_training.evaluate(model, keras_pipeline.make_batches(test, pre, batch_size=128))
     assert history["loss"][-1] < history["loss"][0]
     assert result["accuracy"] > min_accuracy  # held-out images; chance is 0.1

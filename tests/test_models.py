@@ -7,13 +7,15 @@ import warnings
 import numpy as np
 import pytest
 
-from alexnet_lab import architecture as arch
+from alexnet_lab.core import architecture as arch
 
 tf = pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from alexnet_lab import keras_models, torch_models, transfer  # noqa: E402
+from alexnet_lab.keras import models as keras_models  # noqa: E402
+from alexnet_lab.teaching import transfer  # noqa: E402
+from alexnet_lab.torch import models as torch_models  # noqa: E402
 
 # Every preset with its defaults, plus variants that exercise BatchNorm, LRN, dropout and other sizes.
 CONFIGS = [(p, {}) for p in arch.preset_names()] + [
@@ -50,7 +52,7 @@ def _torch_params(module) -> int:
     return sum(t.numel() for t in module.state_dict().values() if t.is_floating_point())
 
 
-@pytest.mark.filterwarnings("ignore::alexnet_lab.architecture.ImageSizeWarning")
+@pytest.mark.filterwarnings("ignore::alexnet_lab.core.architecture.ImageSizeWarning")
 @pytest.mark.parametrize(("preset", "kwargs"), CONFIGS, ids=IDS)
 def test_table_keras_and_torch_agree_layer_by_layer(preset, kwargs):
     rows = arch.layer_table(preset, **kwargs)
@@ -121,7 +123,7 @@ def _logits(kmodel, tmodel, x_nhwc):
     return k, t
 
 
-@pytest.mark.filterwarnings("ignore::alexnet_lab.architecture.ImageSizeWarning")
+@pytest.mark.filterwarnings("ignore::alexnet_lab.core.architecture.ImageSizeWarning")
 @pytest.mark.parametrize(("preset", "kwargs"), CONFIGS, ids=IDS)
 def test_weight_transfer_gives_equal_logits(preset, kwargs):
     rng = np.random.default_rng(0)

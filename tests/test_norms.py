@@ -1,12 +1,12 @@
-"""The NumPy BatchNorm of alexnet_lab.norms against hand arithmetic, Keras and PyTorch; the small convnet."""
+"""The NumPy BatchNorm of alexnet_lab.teaching.norms against hand arithmetic, Keras and PyTorch; the small convnet."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from alexnet_lab import architecture as arch
-from alexnet_lab import norms
+from alexnet_lab.core import architecture as arch
+from alexnet_lab.teaching import norms
 
 
 def _batch(shape=(8, 5, 5, 3), seed=0):
@@ -189,7 +189,7 @@ def test_plot_placements_draws_each_block():
 
 
 def test_plot_lr_sweep_panels_and_final_values():
-    from alexnet_lab.history import History
+    from alexnet_lab.core.history import History
 
     runs = []
     for framework in ("torch", "keras"):

@@ -1,13 +1,15 @@
 """Small package helpers that notebooks 05 (CIFAR-10) and 06 (Fashion-MNIST) use.
 
-``notebook.start(topic=...)``, ``architecture.compare_tables`` and ``plots.plot_per_class_accuracy``.
+``notebook.start(topic=...)``, ``architecture.compare_tables``, ``evaluation.plot_per_class_accuracy``,
+``plots.plot_history`` and ``gallery.show_images``.
 """
 
 import numpy as np
 import pytest
 
-from alexnet_lab import architecture as arch
-from alexnet_lab import notebook, plots, profiles
+from alexnet_lab.core import architecture as arch
+from alexnet_lab.core import profiles
+from alexnet_lab.teaching import evaluation, gallery, notebook, plots
 
 
 @pytest.fixture(autouse=True)
@@ -80,12 +82,12 @@ def test_compare_tables_needs_two_labels():
         arch.compare_tables(rows, rows, labels=("only one",))
 
 
-# --- plots.plot_per_class_accuracy ----------------------------------------------------------
+# --- evaluation.plot_per_class_accuracy -----------------------------------------------------
 def test_per_class_accuracy_bars_have_the_right_lengths():
     y_true = np.array([0, 0, 1, 1, 2, 2, 2, 2])
     perfect = y_true.copy()
     half = np.array([0, 1, 1, 0, 2, 2, 0, 0])  # class 0: 1/2, class 1: 1/2, class 2: 2/4
-    fig = plots.plot_per_class_accuracy(y_true, {"A": perfect, "B": half}, ["x", "y", "z"])
+    fig = evaluation.plot_per_class_accuracy(y_true, {"A": perfect, "B": half}, ["x", "y", "z"])
     ax = fig.axes[0]
     widths = [p.get_width() for p in ax.patches]
     assert widths[:3] == [1.0, 1.0, 1.0]
@@ -97,21 +99,21 @@ def test_per_class_accuracy_bars_have_the_right_lengths():
 
 
 def test_per_class_accuracy_accepts_one_model_and_shows_empty_classes_as_zero():
-    fig = plots.plot_per_class_accuracy([0, 0, 1], [0, 1, 1], ["a", "b", "c"])
+    fig = evaluation.plot_per_class_accuracy([0, 0, 1], [0, 1, 1], ["a", "b", "c"])
     widths = [p.get_width() for p in fig.axes[0].patches]
     assert widths == [0.5, 1.0, 0.0]  # class "c" has no images: no bar
 
 
 def test_per_class_accuracy_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="3 labels but the predictions of 'A' have 2"):
-        plots.plot_per_class_accuracy([0, 1, 1], {"A": [0, 1]}, ["a", "b"])
+        evaluation.plot_per_class_accuracy([0, 1, 1], {"A": [0, 1]}, ["a", "b"])
     with pytest.raises(ValueError, match="must lie in 0..1"):
-        plots.plot_per_class_accuracy([0, 1], {"A": [0, 5]}, ["a", "b"])
+        evaluation.plot_per_class_accuracy([0, 1], {"A": [0, 5]}, ["a", "b"])
 
 
 # --- plots.plot_history with a single epoch (the smoke profile) ------------------------------
 def test_history_of_one_epoch_is_drawn_at_epoch_one():
-    from alexnet_lab.history import History
+    from alexnet_lab.core.history import History
 
     h = History("torch", "one epoch")
     h.append(loss=1.0, accuracy=0.5, val_loss=1.2, val_accuracy=0.4)
@@ -121,12 +123,12 @@ def test_history_of_one_epoch_is_drawn_at_epoch_one():
         assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
 
 
-# --- plots.show_images: titles of one row stay clear of the images above ----------------------
+# --- gallery.show_images: titles of one row stay clear of the images above --------------------
 def test_image_grid_titles_do_not_overlap_the_row_above():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(20, 28, 28, 1), dtype=np.uint8)
     names = ["Ankle boot", "Sneaker"] * 5
-    fig = plots.show_images(images, np.arange(20) % 10, names, n=20, cols=10, title="two rows")
+    fig = gallery.show_images(images, np.arange(20) % 10, names, n=20, cols=10, title="two rows")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)

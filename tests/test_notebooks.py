@@ -19,7 +19,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # What newer releases removed, and what replaced it (the message a failing test shows).
 REMOVED_APIS = {
     r"layers\.experimental": "Keras 3 has no layers.experimental: use keras.layers.RandomFlip etc.",
-    r"ImageDataGenerator": "Keras 3 has no ImageDataGenerator: use alexnet_lab.pipelines or keras.utils",
+    r"ImageDataGenerator": "Keras 3 has no ImageDataGenerator: use alexnet_lab.data.preprocessing or keras.utils",
     r"keras\.preprocessing\.image": "Keras 3 removed keras.preprocessing.image: use keras.utils.load_img",
     r"\btorchsummary\b": "torchsummary is unmaintained: use torchinfo.summary",
     r"\.h5['\"]": "Keras 3 saves whole models as .keras files",

@@ -1,7 +1,8 @@
-"""The repository as a whole: environment files in step, a light package import, the CLI."""
+"""The repository as a whole: environment files in step, the package's shape (light imports, module sizes), the CLI."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -46,13 +47,51 @@ def test_torch_is_pinned_to_the_cpu_wheel_on_disk():
     assert "torch==2.13.0" in deps
 
 
-def test_import_alexnet_lab_is_light():
+PACKAGE = ROOT / "alexnet_lab"
+FRAMEWORK_SIDES = ("torch", "keras")  # alexnet_lab.torch and alexnet_lab.keras import their framework: that is their job
+
+
+def _module_names(only_light: bool = False) -> list[str]:
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__main__" or (only_light and parts[1] in FRAMEWORK_SIDES):
+            continue
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_importing_the_package_imports_no_framework():
+    """`import alexnet_lab`, and every module outside the two framework sides, imports no framework (nor pyplot or
+    ipywidgets) until a function needs it: a Keras-only notebook never waits for PyTorch, and the reverse.
+    The import-linter contracts (pyproject.toml) keep `core` and `data` free of frameworks even inside functions;
+    this checks what actually happens at import time, for the layers above them too."""
+    light = _module_names(only_light=True)
+    assert "alexnet_lab" in light and "alexnet_lab.teaching.plots" in light and "alexnet_lab.cli.main" in light
     code = (
-        "import sys, alexnet_lab, alexnet_lab.architecture, alexnet_lab.cli, alexnet_lab.data, alexnet_lab.history\n"
-        "heavy = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
+        "import importlib, sys\n"
+        f"for name in {light!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    heavy = [m for m in ('torch', 'tensorflow', 'keras', 'matplotlib.pyplot', 'ipywidgets') if m in sys.modules]\n"
+        "    assert not heavy, f'importing {name} imported {heavy}'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_no_module_is_longer_than_500_lines():
+    lengths = {path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
+    assert len(lengths) > 30
+    too_long = {path: n for path, n in lengths.items() if n > 500}
+    assert not too_long, f"split these modules by meaning (at most 500 lines each): {too_long}"
+
+
+def test_every_package_module_is_importable():
+    """Every module of the package imports (both sides included): no module left behind by a move or a split."""
+    code = "import importlib\n" + "".join(f"importlib.import_module({name!r})\n" for name in _module_names())
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _cli(*args):

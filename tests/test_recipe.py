@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from alexnet_lab import pipelines, recipe
-from alexnet_lab.data import ImageSet
-from alexnet_lab.recipe import FULL_RECIPE, INGREDIENTS, Recipe
+from alexnet_lab.data import ImageSet, preprocessing
+from alexnet_lab.teaching import recipe
+from alexnet_lab.teaching.recipe import FULL_RECIPE, INGREDIENTS, Recipe
 
 torch = pytest.importorskip("torch")
 
@@ -74,7 +74,7 @@ def test_preprocess_switches_the_augmentations():
     assert not plain.flip and plain.crop_padding == 0 and plain.lighting_std == 0
     assert plain.mean == full.mean and plain.std == full.std  # the same statistics either way
     # With crops, flips and colour noise off, a training batch is the images themselves (in shuffled order).
-    plan = next(pipelines.batch_plans(len(train), plain.geometry(train.shape[:2]), plain, 3, batch_size=8,
+    plan = next(preprocessing.batch_plans(len(train), plain.geometry(train.shape[:2]), plain, 3, batch_size=8,
                                       shuffle=True, seed=0, epoch=0))
     assert (plan.rows == np.arange(32)).all() and (plan.cols == np.arange(32)).all()
     assert not plan.color_shift.any()
@@ -112,7 +112,7 @@ class TinyNet(torch.nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
 
 
-def _manual_ten_crops(model, images: np.ndarray, pre: pipelines.Preprocess) -> tuple[np.ndarray, np.ndarray]:
+def _manual_ten_crops(model, images: np.ndarray, pre: preprocessing.Preprocess) -> tuple[np.ndarray, np.ndarray]:
     """Ten-crop probabilities computed the long way, with NumPy slicing."""
     x = (images.astype(np.float32) / 255 - np.array(pre.mean, np.float32)) / np.array(pre.std, np.float32)
     p = pre.crop_padding
@@ -167,7 +167,7 @@ def test_ten_crop_predict_keras_gives_the_same_as_torch_for_the_same_weights():
 
 def test_variants_start_from_the_same_weights():
     import alexnet_lab
-    from alexnet_lab import torch_models
+    from alexnet_lab.torch import models as torch_models
 
     states = []
     for dropout in (0.5, 0.0):
@@ -206,7 +206,7 @@ def test_run_ablation_keeps_the_full_recipe_model_and_preprocessing(small_ablati
     ablation, _, (train, _) = small_ablation
     model = ablation.model()
     assert isinstance(model, torch.nn.Module) and [k for k, _ in ablation.models] == [FULL_RECIPE]
-    assert ablation.preprocess().mean == pipelines.channel_stats(train)[0]
+    assert ablation.preprocess().mean == preprocessing.channel_stats(train)[0]
     with pytest.raises(KeyError, match="keep_models"):
         ablation.model("no dropout")
     table = ablation.table()

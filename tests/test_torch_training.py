@@ -1,4 +1,5 @@
-"""torch_training: fit learns, schedules, early stopping, clipping, checkpoints, resume, determinism, evaluate."""
+"""torch training, optim, checkpoints: fit learns, schedules, early stopping, clipping, checkpoints, resume,
+determinism, evaluate."""
 
 import math
 import os
@@ -7,11 +8,15 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import alexnet_lab
-from alexnet_lab import devices, torch_models, torch_training
-from alexnet_lab.history import History
+from alexnet_lab.core import hardware
+from alexnet_lab.core.history import History, format_epoch
+from alexnet_lab.torch import checkpoints as torch_checkpoints
+from alexnet_lab.torch import models as torch_models
+from alexnet_lab.torch import optim as torch_optim
+from alexnet_lab.torch import training as torch_training
 
 TIMING = ("images_per_s", "epoch_time_s")
 
@@ -55,7 +60,7 @@ def test_fit_learns_a_learnable_task_and_returns_the_history(data):
     assert before["accuracy"] < 0.45 and history["val_accuracy"][-1] > 0.8  # chance: 0.25
     assert history.info["device"].startswith("cpu") and history.info["seed"] == 0
     # "auto" precision: bfloat16 where the CPU computes it in hardware (AVX-512 BF16, AMX), float32 elsewhere.
-    auto = "bfloat16" if devices.cpu_has_fast_bf16() else "float32"
+    auto = "bfloat16" if hardware.cpu_has_fast_bf16() else "float32"
     assert history.info["precision"].startswith(auto) and history.info["channels_last"] is False
     assert all(v > 0 for v in history["images_per_s"])
     after = torch_training.evaluate(model, val, mixed_precision="auto")  # in the precision fit validated in
@@ -96,7 +101,7 @@ def test_plateau_divides_the_learning_rate_by_10_after_patience_epochs_without_i
 
 def test_plateau_scheduler_follows_a_scripted_validation_metric():
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = torch_training.make_scheduler(optimizer, "plateau", epochs=10, plateau_patience=2)
+    scheduler = torch_optim.make_scheduler(optimizer, "plateau", epochs=10, plateau_patience=2)
     lrs = []
     for accuracy in [0.50, 0.60, 0.60, 0.61, 0.61, 0.61, 0.70, 0.69]:
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -122,6 +127,11 @@ def test_early_stopping_stops_when_validation_accuracy_stops_improving(data):
     assert history.epochs == 3 and history.info["stopped_early_after_epoch"] == 3
 
 
+def _global_norm(model: nn.Module) -> float:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+
+
 def test_gradient_clipping_bounds_the_global_norm(data):
     train, _ = data
 
@@ -129,12 +139,8 @@ def test_gradient_clipping_bounds_the_global_norm(data):
         torch.manual_seed(0)
         model = small_net()
         norms = []
-
-        def record(optimizer, args, kwargs):
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
-
-        handle = register_optimizer_step_pre_hook(record)  # sees the gradients fit steps with
+        # After each step: the gradients it stepped with (clipping rescales them in place, before the step).
+        handle = register_optimizer_step_post_hook(lambda optimizer, args, kwargs: norms.append(_global_norm(model)))
         try:
             torch_training.fit(model, train, epochs=1, lr=0.5, clip_grad_norm=clip, batch_size=32, **quiet())
         finally:
@@ -146,9 +152,46 @@ def test_gradient_clipping_bounds_the_global_norm(data):
     assert max(clipped) <= 0.05 * (1 + 1e-5)
 
 
+def test_make_optimizer_clips_the_global_norm_like_keras():
+    """The same numbers as the Keras test: a gradient of norm 5 clipped to norm 1 before a plain SGD step."""
+    model = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    optimizer = torch_optim.make_optimizer(model, "sgd", lr=1.0, momentum=0.0, weight_decay=0, clip_grad_norm=1.0)
+    model.weight.grad = torch.tensor([[3.0, 4.0, 0.0, 0.0]])
+    optimizer.step()
+    assert torch.allclose(model.weight.detach(), torch.tensor([[-0.6, -0.8, 0.0, 0.0]]))
+    unclipped = torch_optim.make_optimizer(model, "sgd", lr=1.0, momentum=0.0, weight_decay=0)
+    model.weight.grad = torch.tensor([[3.0, 4.0, 0.0, 0.0]])
+    unclipped.step()
+    assert torch.allclose(model.weight.detach(), torch.tensor([[-3.6, -4.8, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        torch_optim.make_optimizer(model, "rmsprop")
+    with pytest.raises(TypeError, match="takes the model first"):
+        torch_optim.make_optimizer("sgd", lr=0.01)
+    with pytest.raises(ValueError, match="clip_grad_norm must be a positive"):
+        torch_optim.make_optimizer(model, "sgd", clip_grad_norm=0)
+
+
+def test_train_step_clips_the_gradients_it_steps_with():
+    torch.manual_seed(0)
+    model = small_net()
+    x, y = quadrants(32, seed=3)
+    norms = []
+    handle = register_optimizer_step_post_hook(lambda optimizer, args, kwargs: norms.append(_global_norm(model)))
+    try:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        loss, logits = torch_training.train_step(model, x * 50, y, optimizer)
+        torch_training.train_step(model, x * 50, y, optimizer, clip_grad_norm=0.05)
+    finally:
+        handle.remove()
+    assert norms[0] > 0.05 and norms[1] <= 0.05 * (1 + 1e-5)
+    assert logits.shape == (32, 4) and loss.ndim == 0 and not loss.requires_grad
+
+
 def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    torch_training.save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
+    torch_checkpoints.save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
 
     def broken_save(obj, f, *args, **kwargs):
         f.write(b"half a checkpoint")
@@ -156,10 +199,10 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        torch_training.save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
+        torch_checkpoints.save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["checkpoint.pt"]  # no temporary file left behind
-    state = torch_training.load_checkpoint(path)
+    state = torch_checkpoints.load_checkpoint(path)
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
 
 
@@ -268,6 +311,15 @@ def test_progress_bars_show_loss_accuracy_and_images_per_second(data, capsys):
     assert len(out.splitlines()) <= 4  # the set-up line(s) and one line per epoch: short in a notebook
 
 
+def test_format_epoch_is_the_line_both_frameworks_print():
+    values = {"loss": 0.512, "accuracy": 0.8125, "val_loss": 0.6, "val_accuracy": 0.75, "lr": 0.01,
+              "images_per_s": 1234.4, "epoch_time_s": 4.23}
+    assert format_epoch(2, 10, values) == ("epoch 3/10: loss 0.5120 accuracy 0.8125 val_loss 0.6000 val_accuracy "
+                                           "0.7500 | lr 0.01 | 1234 img/s, 4.2 s")
+    del values["val_loss"], values["val_accuracy"]
+    assert format_epoch(0, 1, values) == "epoch 1/1: loss 0.5120 accuracy 0.8125 | lr 0.01 | 1234 img/s, 4.2 s"
+
+
 def test_channels_last_and_bfloat16_switches(data):
     train, val = data
     kw = quiet(epochs=2, lr=0.05, batch_size=32)
@@ -296,7 +348,7 @@ def test_bad_inputs_get_actionable_errors(data):
     from alexnet_lab.data import ImageSet
 
     images = ImageSet(np.zeros((4, 28, 28, 1), np.uint8), np.zeros(4, np.int64), ("a", "b"))
-    with pytest.raises(TypeError, match="torch_loader"):
+    with pytest.raises(TypeError, match="make_batches"):
         torch_training.fit(small_net(), images, **quiet())
     with pytest.raises(TypeError, match="float"):
         torch_training.fit(small_net(), [((x * 255).to(torch.uint8)[:8], y[:8])], **quiet())
@@ -349,32 +401,34 @@ def _real(dataset: str, per_class: int, test_per_class: int):
 @needs_real_data
 @pytest.mark.parametrize("dataset, min_accuracy", [("fashion_mnist", 0.5), ("cifar10", 0.25)])
 def test_smoke_training_on_real_data_learns(dataset, min_accuracy):
-    from alexnet_lab import pipelines
+    from alexnet_lab.data import preprocessing
+    from alexnet_lab.torch import pipeline as torch_pipeline
 
     train, test = _real(dataset, per_class=200, test_per_class=50)
-    pre = pipelines.Preprocess.for_training(train).without_augmentation()
+    pre = preprocessing.Preprocess.for_training(train).without_augmentation()
     alexnet_lab.seed_everything(0, frameworks=("torch",))
     h, w, c = train.shape
     model = torch_models.lenet5(num_classes=10, activation="relu", in_channels=c, image_size=h)
-    history = torch_training.fit(model, pipelines.torch_loader(train, pre, batch_size=32, shuffle=True),
-                                 pipelines.torch_loader(test, pre, batch_size=128), epochs=4, optimizer="adam",
+    history = torch_training.fit(model, torch_pipeline.make_batches(train, pre, batch_size=32, shuffle=True),
+                                 torch_pipeline.make_batches(test, pre, batch_size=128), epochs=4, optimizer="adam",
                                  lr=2e-3, label=dataset, **quiet())
-    result = torch_training.evaluate(model, pipelines.torch_loader(test, pre, batch_size=128))
+    result = torch_training.evaluate(model, torch_pipeline.make_batches(test, pre, batch_size=128))
     assert history["loss"][-1] < history["loss"][0]
     assert result["accuracy"] > min_accuracy  # held-out images; chance is 0.1
 
 
 @needs_real_data
 def test_resume_with_the_course_pipeline_replays_the_same_augmented_epochs(tmp_path):
-    from alexnet_lab import pipelines
+    from alexnet_lab.data import preprocessing
+    from alexnet_lab.torch import pipeline as torch_pipeline
 
     train, test = _real("fashion_mnist", per_class=20, test_per_class=10)
-    pre = pipelines.Preprocess.for_training(train)  # random crops, flips: they depend on the epoch number
+    pre = preprocessing.Preprocess.for_training(train)  # random crops, flips: they depend on the epoch number
     kw = quiet(lr=0.02)
 
     def loaders():
-        return (pipelines.torch_loader(train, pre, batch_size=32, seed=3),
-                pipelines.torch_loader(test, pre.without_augmentation(), batch_size=100))
+        return (torch_pipeline.make_batches(train, pre, batch_size=32, seed=3),
+                torch_pipeline.make_batches(test, pre.without_augmentation(), batch_size=100))
 
     alexnet_lab.seed_everything(1, frameworks=("torch",))
     whole = torch_training.fit(torch_models.lenet5(), *loaders(), epochs=3, **kw)

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alexnet_lab import data, train_cli
-from alexnet_lab.cli import build_parser, main
-from alexnet_lab.history import History
+from alexnet_lab import data
+from alexnet_lab.cli import train as train_cli
+from alexnet_lab.cli.main import build_parser, main
+from alexnet_lab.core.history import History
 
 ROOT = Path(__file__).resolve().parent.parent
 # LeNet-5 on ~50 random 28×28 images: seconds per epoch, whatever the framework.
@@ -68,6 +69,30 @@ def test_bad_options_get_actionable_errors(argv, message, tmp_path, capsys):
     assert not (tmp_path / "run").exists(), "nothing is written for a run that cannot start"
 
 
+def test_a_data_set_folder_that_does_not_exist_is_a_one_line_error(tmp_path, capsys):
+    missing = tmp_path / "no-such" / "photos"
+    with pytest.raises(data.DataNotFoundError, match="no such folder"):  # a FileNotFoundError
+        _settings("--framework", "torch", "--dataset", str(missing), "--out", "x")
+    assert main(["train", "--framework", "torch", "--dataset", str(missing), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alexnet-lab: error: --dataset ") and f"{missing}: no such folder" in err
+    assert err.count("\n") == 1 and "Traceback" not in err, "one line, no traceback"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_that_cannot_be_written_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from alexnet_lab.cli import runs
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    assert main(["train", "--framework", "torch", *TINY, "--out", str(locked / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"alexnet-lab: error: Cannot write the run folder {locked / 'run'}: {locked} is not a folder")
+    assert not (locked / "run").exists()
+
+
 # ---------------------------------------------------------------------------
 # PyTorch: the run folder, resuming
 # ---------------------------------------------------------------------------
@@ -110,16 +135,16 @@ def test_a_run_folder_is_never_overwritten_and_resume_keeps_the_settings(torch_r
 # Sleeps after writing the first checkpoint, so that the test can kill the process at that moment.
 SLOW_WRAPPER = textwrap.dedent('''
     import sys, time
-    from alexnet_lab import torch_training
-    save = torch_training.save_checkpoint
+    from alexnet_lab.torch import checkpoints
+    save = checkpoints.save_checkpoint
 
     def save_then_wait(path, state):
         save(path, state)
         if state["epoch"] == 1:
             time.sleep(300)
 
-    torch_training.save_checkpoint = save_then_wait
-    from alexnet_lab.cli import main
+    checkpoints.save_checkpoint = save_then_wait
+    from alexnet_lab.cli.main import main
     sys.exit(main(sys.argv[1:]))
 ''')
 
@@ -218,7 +243,7 @@ def test_keras_counts_the_training_images_not_the_validation_ones():
     """metrics.json's images/s: Keras reads the epoch's image count after validation has reused the metric."""
     import keras
 
-    from alexnet_lab import keras_training
+    from alexnet_lab.keras import training as keras_training
 
     x, y = np.zeros((50, 4, 4, 1), "float32"), np.zeros(50, "int64")
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
@@ -254,7 +279,7 @@ AUDIT_WRAPPER = textwrap.dedent('''
             written.append(os.path.realpath(os.fsdecode(args[1] if event == "os.rename" else args[0])))
 
     sys.addaudithook(hook)
-    from alexnet_lab.cli import main
+    from alexnet_lab.cli.main import main
     code = main(sys.argv[1:])
     recording[0] = False
     with open(os.environ["AUDIT_FILE"], "w") as f:

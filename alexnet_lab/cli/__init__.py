@@ -1,0 +1,1 @@
+"""The ``alexnet-lab`` command: ``summary``, ``train``, ``bench`` and ``assignment``."""

@@ -1,0 +1,143 @@
+"""The Keras optimizers, learning-rate schedules and early stopping that ``fit`` trains with.
+
+Read this file beside :mod:`alexnet_lab.torch.optim`: the three functions take the same
+arguments there. Here the schedule and early stopping are *callbacks*, which ``model.fit``
+calls after every epoch; in PyTorch the training loop calls them itself.
+
+* :func:`make_optimizer` -- SGD with momentum (the paper's) or Adam, weight decay as in the paper,
+  optionally clipping the gradients' global norm.
+* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"`` or none.
+* :func:`make_early_stopping` -- ``keras.callbacks.EarlyStopping``, or none.
+
+Weight decay: Keras' own ``weight_decay=`` argument is *decoupled* (it shrinks the weights
+by ``lr * wd * w`` next to the gradient step, as AdamW does), while the AlexNet paper and
+PyTorch's SGD add ``wd * w`` to the gradient, where momentum then accumulates it: with
+momentum 0.9 that decays about 10 times more for the same number. So that
+``weight_decay=5e-4`` means the same thing in both frameworks, the :class:`SGD` and
+:class:`Adam` below add ``l2 * w`` to the gradients, like PyTorch. One difference is left:
+with ``clip_grad_norm``, Keras clips the gradient *with* the decay term, PyTorch without it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+__all__ = ["make_optimizer", "make_scheduler", "make_early_stopping", "SGD", "Adam", "OPTIMIZERS", "SCHEDULES"]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = (None, "plateau", "cosine", "step")
+
+
+def _add_l2(grads, variables, l2: float):
+    """``grad + l2 * w`` for every variable: weight decay the way the paper and PyTorch do it."""
+    if not l2:
+        return grads
+    return [g if g is None else g + l2 * ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
+
+
+@keras.saving.register_keras_serializable(package="alexnet_lab")
+class SGD(keras.optimizers.SGD):
+    """``keras.optimizers.SGD`` with ``l2``: ``l2 * w`` is added to each gradient before the momentum step."""
+
+    def __init__(self, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def apply(self, grads, trainable_variables=None):
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        return super().apply(_add_l2(grads, variables, self.l2), trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="alexnet_lab")
+class Adam(keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` with ``l2``, like ``torch.optim.Adam(weight_decay=...)`` (not AdamW)."""
+
+    def __init__(self, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def apply(self, grads, trainable_variables=None):
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        return super().apply(_add_l2(grads, variables, self.l2), trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 0.01, momentum: float = 0.9,
+                   weight_decay: float = 5e-4, clip_grad_norm: float | None = None) -> keras.optimizers.Optimizer:
+    """SGD with momentum (the paper's) or Adam, with L2 weight decay and optional global-norm clipping.
+
+    Args:
+        model: accepted so that the call reads as in PyTorch (``make_optimizer(model, "sgd", ...)``),
+            and not used: a Keras optimizer finds the variables it updates when the model is compiled
+            with it and trained (``model.compile(optimizer=...)``). It may be None.
+        name: ``"sgd"`` (with ``momentum``) or ``"adam"`` (``momentum`` is not used).
+        lr: the learning rate.
+        weight_decay: L2, added to the gradients as in the paper and PyTorch (see the module's docstring).
+        clip_grad_norm: rescale the gradients so that their global L2 norm is at most this, before
+            each step (Keras' ``global_clipnorm``).
+    """
+    if model is not None and not isinstance(model, keras.Model):
+        raise TypeError(f"make_optimizer(model, name, ...) takes the model (or None) first, got {type(model).__name__} "
+                        f"{model!r}. Call e.g. make_optimizer(model, 'sgd', lr=0.01).")
+    if clip_grad_norm is not None and clip_grad_norm <= 0:
+        raise ValueError(f"clip_grad_norm must be a positive norm, got {clip_grad_norm}.")
+    if name == "sgd":
+        return SGD(learning_rate=lr, momentum=momentum, l2=weight_decay, global_clipnorm=clip_grad_norm)
+    if name == "adam":
+        return Adam(learning_rate=lr, l2=weight_decay, global_clipnorm=clip_grad_norm)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")
+
+
+def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, *, epochs: int,
+                   monitor: str = "val_accuracy", mode: str = "max", plateau_patience: int = 2,
+                   step_every: int | None = None) -> keras.callbacks.Callback | None:
+    """The learning-rate schedule as a Keras callback, applied once per epoch (None for a constant learning rate).
+
+    The same schedules as :func:`alexnet_lab.torch.optim.make_scheduler`, from the optimizer's
+    learning rate when this is called (so call it before training, or before resuming):
+
+    * ``"plateau"``: the paper's rule, divide the learning rate by 10 when ``monitor`` has not
+      improved (``mode``: ``"max"`` or ``"min"``) for ``plateau_patience`` epochs (``ReduceLROnPlateau``).
+    * ``"cosine"``: from ``lr`` down to 0 along half a cosine over ``epochs`` epochs.
+    * ``"step"``: divide by 10 every ``step_every`` epochs (default: a third of ``epochs``).
+
+    Pass the callback to ``model.fit(callbacks=[...])``, with the model compiled with ``optimizer``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    if schedule == "plateau":
+        if plateau_patience < 1:
+            raise ValueError(f"plateau_patience must be at least 1 epoch, got {plateau_patience}.")
+        return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.1, patience=plateau_patience,
+                                                 min_delta=1e-4)
+    lr = float(ops.convert_to_numpy(optimizer.learning_rate))
+    if schedule == "cosine":
+        return keras.callbacks.LearningRateScheduler(lambda epoch: lr * (1 + math.cos(math.pi * epoch / epochs)) / 2)
+    if schedule == "step":
+        every = step_every or max(1, epochs // 3)
+        return keras.callbacks.LearningRateScheduler(lambda epoch: lr * 0.1 ** (epoch // every))
+    return None
+
+
+def make_early_stopping(patience: int | None, *, monitor: str = "val_accuracy",
+                        mode: str = "max") -> keras.callbacks.EarlyStopping | None:
+    """``keras.callbacks.EarlyStopping`` after ``patience`` epochs without improvement of ``monitor`` (None: never).
+
+    The same rule as :class:`alexnet_lab.torch.optim.EarlyStopping` (``min_delta=0``).
+    """
+    if patience is None:
+        return None
+    if patience < 1:
+        raise ValueError(f"early_stopping patience must be at least 1 epoch, got {patience}.")
+    return keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)
