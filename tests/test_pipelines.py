@@ -319,6 +319,9 @@ def test_both_make_batches_take_the_same_arguments_and_keras_refuses_to_shard():
     keras_args = inspect.signature(keras_pipeline.make_batches).parameters
     assert list(torch_args) == list(keras_args)
     assert all(torch_args[n].default == keras_args[n].default for n in torch_args)
+    # ... and so do the functions that turn a plan into a batch.
+    assert (list(inspect.signature(torch_pipeline.apply_plan).parameters)
+            == list(inspect.signature(keras_pipeline.apply_plan).parameters) == ["images", "plan", "geometry", "preprocess"])
     dataset = random_set(8, (8, 8, 3))
     with pytest.raises(ValueError, match="world_size=2.*tf.distribute shares the batches out"):
         keras_pipeline.make_batches(dataset, Preprocess(), world_size=2)

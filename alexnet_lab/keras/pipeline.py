@@ -4,7 +4,7 @@ Use it through :func:`alexnet_lab.keras.pipeline.make_batches`. The dataset is b
 
 1. ``Dataset.from_generator``: a Python generator hands out, per batch, the uint8 images and labels it
    picked and the plan's index arrays (cheap: no float data yet). Each new pass is a new epoch.
-2. ``.map(apply_plan, num_parallel_calls=2)``: TensorFlow's threads turn them into float batches.
+2. ``.map(...)``: TensorFlow's threads turn them into float batches with :func:`apply_plan`.
 3. ``.prefetch(2)``: the next batches are prepared while the model trains on this one.
 
 Why fixed numbers instead of ``tf.data.AUTOTUNE``: with TensorFlow 2.21's autotuning switched on,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from alexnet_lab.data import ImageSet
-from alexnet_lab.data.preprocessing import Geometry, Preprocess, batch_plans, num_batches
+from alexnet_lab.data.preprocessing import BatchPlan, Geometry, Preprocess, batch_plans, num_batches
 
 __all__ = ["make_batches", "apply_plan"]
 
@@ -27,14 +27,15 @@ PARALLEL_BATCHES = 2   # batches prepared at the same time
 PREFETCH_BATCHES = 2   # batches kept ready for the model
 
 
-def apply_plan(images, labels, rows, cols, color_shift, geometry: Geometry, preprocess: Preprocess):
-    """Turn uint8 images ``(B, H, W, C)`` into the float32 batch ``(B, H', W', C)`` that the plan describes.
+def apply_plan(images, plan: BatchPlan, geometry: Geometry, preprocess: Preprocess) -> tf.Tensor:
+    """Turn uint8 images ``(B, H, W, C)`` into the float32 batch ``(B, H', W', C)`` that ``plan`` describes.
 
-    :func:`alexnet_lab.torch.pipeline.apply_plan` does the same steps with PyTorch ops.
+    :func:`alexnet_lab.torch.pipeline.apply_plan` does the same steps with PyTorch ops. Inside ``tf.data``
+    the plan's arrays are tensors.
     """
     # Per-pixel arithmetic on the small stored images.
     x = tf.cast(images, tf.float32) / 255.0
-    x = x + color_shift[:, None, None, :]
+    x = x + plan.color_shift[:, None, None, :]
     if preprocess.mean is not None:
         x = (x - tf.constant(preprocess.mean, tf.float32)) / tf.constant(preprocess.std, tf.float32)
     # Resize and pad.
@@ -45,9 +46,9 @@ def apply_plan(images, labels, rows, cols, color_shift, geometry: Geometry, prep
         p = geometry.pad
         x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
     # Crop and flip: pick the plan's rows, then its columns, for every image.
-    x = tf.gather(x, rows, axis=1, batch_dims=1)
-    x = tf.gather(x, cols, axis=2, batch_dims=1)
-    return x, labels
+    x = tf.gather(x, plan.rows, axis=1, batch_dims=1)
+    x = tf.gather(x, plan.cols, axis=2, batch_dims=1)
+    return x
 
 
 def make_batches(data: ImageSet, preprocess: Preprocess, *, batch_size: int = 64, shuffle: bool | None = None,
@@ -86,10 +87,14 @@ def make_batches(data: ImageSet, preprocess: Preprocess, *, batch_size: int = 64
         for plan in batch_plans(len(data), geometry, preprocess, c, batch_size=batch_size, shuffle=shuffle,
                                 seed=seed, epoch=epoch, drop_last=drop_last):
             yield (data.images[plan.indices], data.labels[plan.indices].astype("int64"),
-                   plan.rows, plan.cols, plan.color_shift)
+                   plan.indices.astype("int64"), plan.rows, plan.cols, plan.color_shift)
+
+    def to_batch(images, labels, *plan):
+        return apply_plan(images, BatchPlan(*plan), geometry, preprocess), labels
 
     signature = (
         tf.TensorSpec((None, h, w, c), tf.uint8),
+        tf.TensorSpec((None,), tf.int64),
         tf.TensorSpec((None,), tf.int64),
         tf.TensorSpec((None, out_h), tf.int32),
         tf.TensorSpec((None, out_w), tf.int32),
@@ -97,8 +102,7 @@ def make_batches(data: ImageSet, preprocess: Preprocess, *, batch_size: int = 64
     )
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches(len(data), batch_size, drop_last)))
-    dataset = dataset.map(lambda *planned: apply_plan(*planned, geometry=geometry, preprocess=preprocess),
-                          num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
+    dataset = dataset.map(to_batch, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
     dataset = dataset.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
     options.autotune.enabled = False   # see the module docstring
