@@ -41,36 +41,29 @@ def _add_l2(grads, variables, l2: float):
     return [g if g is None else g + l2 * ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
 
 
+class _WithL2:
+    """Adds ``l2 * w`` to each gradient before the optimizer's own update (the paper's weight decay)."""
+
+    def __init__(self, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def apply(self, grads, trainable_variables=None):
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        return super().apply(_add_l2(grads, variables, self.l2), trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
 @keras.saving.register_keras_serializable(package="alexnet_lab")
-class SGD(keras.optimizers.SGD):
+class SGD(_WithL2, keras.optimizers.SGD):
     """``keras.optimizers.SGD`` with ``l2``: ``l2 * w`` is added to each gradient before the momentum step."""
 
-    def __init__(self, l2: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.l2 = l2
-
-    def apply(self, grads, trainable_variables=None):
-        variables = self._trainable_variables if trainable_variables is None else trainable_variables
-        return super().apply(_add_l2(grads, variables, self.l2), trainable_variables)
-
-    def get_config(self):
-        return {**super().get_config(), "l2": self.l2}
-
 
 @keras.saving.register_keras_serializable(package="alexnet_lab")
-class Adam(keras.optimizers.Adam):
+class Adam(_WithL2, keras.optimizers.Adam):
     """``keras.optimizers.Adam`` with ``l2``, like ``torch.optim.Adam(weight_decay=...)`` (not AdamW)."""
-
-    def __init__(self, l2: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.l2 = l2
-
-    def apply(self, grads, trainable_variables=None):
-        variables = self._trainable_variables if trainable_variables is None else trainable_variables
-        return super().apply(_add_l2(grads, variables, self.l2), trainable_variables)
-
-    def get_config(self):
-        return {**super().get_config(), "l2": self.l2}
 
 
 def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 0.01, momentum: float = 0.9,
