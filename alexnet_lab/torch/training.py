@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from alexnet_lab.core import seeding
 from alexnet_lab.core.history import History, format_epoch, format_metrics, format_progress
-from alexnet_lab.torch import batches, checkpoints, optim
+from alexnet_lab.torch import batches, checkpoints, distributed, optim
 from alexnet_lab.torch import precision as torch_precision
 
 __all__ = ["fit", "train_step", "evaluate", "predict"]
@@ -80,19 +80,6 @@ def _sync(device) -> None:
 # ---------------------------------------------------------------------------
 # Several processes (torchrun + DistributedDataParallel, see alexnet_lab.torch.distributed)
 # ---------------------------------------------------------------------------
-def _process_group() -> tuple[int, int] | None:
-    """``(rank, world_size)`` when this process is one of a ``torch.distributed`` group (torchrun), else None."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return None
-
-
-def _is_main_process() -> bool:
-    """True in a single-process run, and in process 0 of a distributed one: the only process that writes files."""
-    group = _process_group()
-    return group is None or group[0] == 0
-
-
 def _sum_over_processes(values: list, device) -> list:
     """Sums (of losses, correct answers, images) added up over all processes; unchanged in a single process.
 
@@ -100,7 +87,7 @@ def _sum_over_processes(values: list, device) -> list:
     epoch's loss and accuracy, and give every process the same numbers, so that the schedules
     and early stopping take the same decisions everywhere.
     """
-    if _process_group() is None:
+    if distributed.process_group() is None:
         return values
     totals = torch.tensor(values, dtype=torch.float64, device=device)
     torch.distributed.all_reduce(totals)
@@ -336,14 +323,15 @@ def fit(
         "compiler": "torch.compile" if use_compile else None, "compile_reason": compile_reason,
         "seed": seeding.current_seed(), "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
         "schedule": schedule, "monitor": monitor, "max_batches": max_batches, "epochs": epochs,
-        "processes": (_process_group() or (0, 1))[1],
+        "processes": (distributed.process_group() or (0, 1))[1],
     })
     checkpoint = os.path.join(checkpoint_dir, checkpoints.CHECKPOINT_NAME) if checkpoint_dir is not None else None
     start_epoch = 0
     if resume:
         start_epoch, history = checkpoints.resume(checkpoint_dir, _unwrapped(model), history, optimizer=opt,
                                                   scheduler=scheduler, scaler=scaler, stopper=stopper,
-                                                  generators=generators, process=_process_group(), verbose=verbose)
+                                                  generators=generators, process=distributed.process_group(),
+                                                  verbose=verbose)
         checkpoints.set_data_epoch(train, start_epoch)  # the loader's next epoch
         if stopper is not None and stopper.stopped:
             if verbose:
@@ -386,8 +374,8 @@ def fit(
                 history.info["stopped_early_after_epoch"] = epoch + 1
             if checkpoint is not None:
                 state = checkpoints.checkpoint_state(epoch + 1, _unwrapped(model), opt, scheduler, scaler, stopper,
-                                                     generators, history, process=_process_group())
-                if _is_main_process():  # distributed: process 0 alone writes
+                                                     generators, history, process=distributed.process_group())
+                if distributed.is_chief():  # distributed: process 0 alone writes
                     checkpoints.save_checkpoint(checkpoint, state)
             _report(epoch, epochs, values, epoch_bar, writer, live, history, verbose)
             if stop:
