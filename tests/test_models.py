@@ -97,6 +97,21 @@ def test_the_numbers_everyone_quotes():
     assert rows["conv1"].macs == 55 * 55 * 96 * 11 * 11 * 3
 
 
+def test_the_compact_preset_is_the_laptop_network_for_cifar10_and_fashion_mnist():
+    """96-56-84-84-56 convolutions and a 496-unit head: 653,234 parameters on 32×32×3 images, and the same
+    2×2×56 map before flatten on 1-channel 28×28 images."""
+    rows = {r.name: r for r in arch.layer_table("compact")}
+    assert arch.totals(list(rows.values()))["params"] == 653_234
+    assert [rows[f"conv{i}"].output_shape[2] for i in range(1, 6)] == [96, 56, 84, 84, 56]
+    assert rows["conv1"].output_shape == (28, 28, 96) and rows["pool5"].output_shape == (2, 2, 56)
+    assert rows["fc6"].output_shape == (496,) and not any(r.kind == "Dropout" for r in rows.values())
+    grey = {r.name: r for r in arch.layer_table("compact", in_channels=1, image_size=28)}
+    assert grey["pool5"].output_shape == (2, 2, 56)
+    assert arch.totals(list(grey.values()))["params"] == 653_234 - 5 * 5 * 2 * 96
+    batch = {r.name: r for r in arch.layer_table("compact", norm="batch")}
+    assert "bn1" in batch and batch["conv1"].params == 5 * 5 * 3 * 96  # BatchNorm's shift replaces the bias
+
+
 def test_lenet5_in_both_frameworks():
     rows = arch.layer_table("lenet5")
     kmodel, tmodel = keras_models.lenet5(), torch_models.lenet5()

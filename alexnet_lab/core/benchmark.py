@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 FRAMEWORKS = ("torch", "keras")
-PRESETS = ("classic", "cifar10")
+PRESETS = ("classic", "cifar10", "compact")  # compact: the laptop network of the training notebooks
 GPU_PRESETS = ("classic", "cifar10", "torchvision")  # torchvision: the 224×224 reference model
 PATHS = ("baseline", "default")
 
@@ -79,7 +79,8 @@ CANDIDATES = {
 
 # The stored images each preset's input pipeline starts from: ImageNet-like 256×256 photos cropped to
 # 227 (or 224), CIFAR-10's own 32×32 images.
-PIPELINE_SOURCES = {"classic": (256, 256, 3), "torchvision": (256, 256, 3), "cifar10": (32, 32, 3)}
+PIPELINE_SOURCES = {"classic": (256, 256, 3), "torchvision": (256, 256, 3), "cifar10": (32, 32, 3),
+                    "compact": (32, 32, 3)}
 
 # Dense (no sparsity) peak FLOP/s from NVIDIA's data sheets: (16-bit tensor cores, float32 without tensor cores).
 # Looked up by a piece of the name torch/TensorFlow report; more specific names first.
@@ -111,11 +112,13 @@ class Settings:
 def settings_for(quick: bool, gpu: bool = False) -> Settings:
     """The settings of a ``--quick`` run (about two minutes on 2 idle CPU cores) or a full one."""
     if gpu:  # a GPU needs big batches to be busy, and compiled models need several warm-up steps
-        return Settings({"classic": 128, "torchvision": 128, "cifar10": 256}, warmup=3 if quick else 5,
+        return Settings({"classic": 128, "torchvision": 128, "cifar10": 256, "compact": 256}, warmup=3 if quick else 5,
                         repetitions=10 if quick else 30, pipeline_batches=8 if quick else 16)
     if quick:
-        return Settings({"classic": 8, "torchvision": 8, "cifar10": 32}, warmup=1, repetitions=3, pipeline_batches=8)
-    return Settings({"classic": 32, "torchvision": 32, "cifar10": 128}, warmup=2, repetitions=7, pipeline_batches=16)
+        return Settings({"classic": 8, "torchvision": 8, "cifar10": 32, "compact": 32}, warmup=1, repetitions=3,
+                        pipeline_batches=8)
+    return Settings({"classic": 32, "torchvision": 32, "cifar10": 128, "compact": 128}, warmup=2, repetitions=7,
+                    pipeline_batches=16)
 
 
 def case_settings(spec: dict, *, gpu: bool) -> tuple[int, int, int]:

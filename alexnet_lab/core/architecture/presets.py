@@ -96,6 +96,15 @@ PRESETS: dict[str, Preset] = {
             strides=(4, 1, 1, 1, 1), paddings=(0, 2, 1, 1, 1),
             resize_to=227, reference_params=58_299_082,
         ),
+        Preset(
+            name="compact",
+            summary="AlexNet's shape at laptop size for 32×32 (or 28×28) images: 96-56-84-84-56, 496-unit head, "
+                    "no dropout",
+            image_size=32, in_channels=3, num_classes=10,
+            filters=(96, 56, 84, 84, 56), kernels=(5, 5, 3, 3, 3),
+            strides=(1, 1, 1, 1, 1), paddings=(0, 2, 1, 1, 1),
+            hidden_units=496, dropout=0.0, reference_params=653_234,
+        ),
     )
 }
 
