@@ -24,7 +24,7 @@ FULL = {
     "01": "the full profile (all 50,000 images, 40 epochs per network) was not measured, as no GPU was "
           "available; expect minutes on one",
     "02": "nothing is trained, so the full profile runs the same code (on a GPU machine the timing cell of "
-          "section 6 times the GPU)",
+          "section 7 times the GPU)",
     "03": "the full profile (all 50,000 training images, 30 epochs per run) was not measured, as no GPU was "
           "available; preparing the batches on the CPU limits it",
     "04": "the full profile was not measured, as no GPU was available; expect a few minutes on one",
