@@ -60,7 +60,6 @@ def test_speedup_ratio_lower_bound_and_nothing():
     assert activations.speedup(None, None, 20) == (None, False)
 
 
-
 def test_plot_activation_functions_draws_each_function_and_its_slope():
     fig = activations.plot_activation_functions(("relu", "tanh"))
     value_ax, slope_ax = fig.axes

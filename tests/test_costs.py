@@ -41,8 +41,6 @@ def test_memory_estimate_arithmetic():
         costs.training_memory_estimate(rows, 0)
 
 
-
-
 # ---------------------------------------------------------------------------
 # PyTorch
 # ---------------------------------------------------------------------------
@@ -82,8 +80,6 @@ def test_throughput_and_batch_size_costs_torch():
     assert fig.axes[0].get_xlabel() == "batch size" and fig.axes[1].get_ylabel() == "MiB"
     with pytest.raises(ValueError, match="needs a PyTorch model"):
         costs.batch_size_costs(None, None)
-
-
 
 
 def test_saved_for_backward_is_measured_in_training_mode_and_restores_the_mode():

@@ -62,8 +62,6 @@ PROBS = np.array([
 ])
 
 
-
-
 def test_most_confident_mistakes_plot():
     images = np.zeros((6, 8, 8, 3), dtype=np.uint8)
     fig = gallery.most_confident_mistakes(images, Y_TRUE, PROBS, CLASSES)

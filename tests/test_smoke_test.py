@@ -26,7 +26,6 @@ def test_images_scaled_twice_are_diagnosed():
     assert checks.check_inputs(images / 255.0)[0].severity != "error"
 
 
-
 def test_plot_against_healthy_marks_ln_classes_and_nan():
     healthy, broken = History("torch", "healthy"), History("torch", "lr too high")
     for loss in (2.0, 1.5):
@@ -38,7 +37,6 @@ def test_plot_against_healthy_marks_ln_classes_and_nan():
     texts = [t.get_text() for t in loss_ax.texts]
     assert any("NaN" in t and "epoch 2" in t for t in texts), texts
     assert any("ln 10" in text.get_text() for text in loss_ax.get_legend().get_texts())
-
 
 
 # ---------------------------------------------------------------------------
@@ -82,7 +80,6 @@ def test_scale_output_layer_brings_the_first_loss_to_ln_classes():
     assert abs(after - math.log(10)) < 0.05 < abs(before - math.log(10)), (before, after)
     with pytest.raises(ValueError, match="positive"):
         smoke_test.scale_output_layer(model, -1)
-
 
 
 # ---------------------------------------------------------------------------
