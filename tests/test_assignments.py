@@ -1,14 +1,19 @@
 """alexnet_lab.grading.assignments and .grader: release removes solutions and hidden tests; grade runs submissions
 safely and scores them.
 
-Three groups of tests:
+Four groups of tests:
 
 * the nbgrader format, on small notebooks built here (no kernel);
 * the grader's behaviour (hidden tests put back, edited tests restored, time limit, errors,
   a crashing kernel), on a tiny assignment whose submissions run in a second or two;
+* the instructor's conditions, on a small assignment with the course's parameters cell: each
+  known way to cheat (the profile, seed or framework changed, ``REQUIRED`` reassigned, a hidden
+  test's names shadowed, the grader's output folder written) loses exactly the points it should,
+  with a message naming what was done;
 * the course's assignments themselves: the solution scores full marks, the released student
-  version scores zero, and submissions with planted mistakes lose the right points with a
-  message naming the mistake. These execute the real notebooks (the smoke profile).
+  version scores zero, and submissions with planted mistakes or cheats (the course's builders,
+  a stubbed check, edited locked cells, a shadowed ``np``, a stubbed ``assert_accuracy``) lose the
+  right points with a message naming the mistake. These execute the real notebooks (the smoke profile).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from alexnet_lab.grading import assignments as A
+from alexnet_lab.grading import enforcement as E
 from alexnet_lab.grading import grader as G
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,12 +176,17 @@ def test_prepare_for_grading_restores_tests_and_read_only_cells():
     submission.cells[3].metadata["nbgrader"]["points"] = 100
     submission.cells[2].source = "LIMIT = 11"
     del submission.cells[4]  # the LIMIT test
+    submission.cells.append(code("pass", **nbg("test_add", grade=True, locked=True, points=5)))  # a second test_add
     prepared, notes = G.prepare_for_grading(submission, source)
     assert prepared.cells[3].source == source.cells[3].source  # hidden tests included
     assert prepared.cells[3].metadata["nbgrader"]["points"] == 2
     assert prepared.cells[2].source == "LIMIT = 10"
     assert prepared.cells[4].source == source.cells[4].source  # put back where it was
-    assert notes == ["the cell 'test_limit' was missing and has been put back from the assignment."]
+    assert notes == ["a second cell claimed the grade_id 'test_add'; it was run as an ordinary cell.",
+                     "the read-only cell 'given' had been edited; the assignment's version was run.",
+                     "the test cell 'test_add' had been edited; the assignment's version was run.",
+                     "the cell 'test_limit' was missing and has been put back from the assignment."]
+    assert A.cell_role(prepared.cells[-2]) is None  # the second test_add scores nothing
     assert "NotImplementedError" in prepared.cells[1].source  # the student's own cells stay
 
 
@@ -231,6 +242,8 @@ def test_edited_and_deleted_tests_are_restored(tiny_grades):
     tampered = grades["tampered"]
     assert [(c.grade_id, c.points) for c in tampered.cells if c.kind == "auto"] == [("test_add", 2), ("test_limit", 1)]
     assert any("'test_limit' was missing" in p for p in tampered.problems)
+    assert "the read-only cell 'given' had been edited; the assignment's version was run." in tampered.problems
+    assert "the test cell 'test_add' had been edited; the assignment's version was run." in tampered.problems
 
 
 def test_a_submission_that_raises_loses_the_points_that_depend_on_it(tiny_grades):
@@ -322,6 +335,144 @@ def test_cli_release_and_grade(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# The instructor's conditions: parameters, thresholds, shadowed names, the output folder
+# ---------------------------------------------------------------------------------------------
+PARAMETERS = 'PROFILE = None  # "smoke", "laptop" or "full"\nSEED = 0\nFRAMEWORK = "torch"  # "torch" or "keras"'
+
+
+def conditions_assignment():
+    """A small assignment with the course's parameters cell: a run whose accuracy must reach the profile's threshold."""
+    return new_notebook(cells=[
+        markdown("# Conditions"),
+        code(PARAMETERS, tags=["parameters"], alexnet_lab={"student_choices": {"FRAMEWORK": ["torch", "keras"]}}),
+        code("import random\n\nfrom alexnet_lab.core import profiles\n\nprofile = profiles.use(PROFILE)\n"
+             'random.seed(SEED)\nREQUIRED = {"smoke": 0.0, "laptop": 0.75, "full": 0.9}[profile.name]',
+             **nbg("setup", locked=True)),
+        code("# history: the accuracy after each epoch of your run\n### BEGIN SOLUTION\nhistory = [0.6, 0.8]\n"
+             "### END SOLUTION", **nbg("run", solution=True)),
+        code('required = {"smoke": 0.0, "laptop": 0.75, "full": 0.9}[profile.name]\n'
+             'assert max(history) >= required, f"best accuracy {max(history):.2f} is below the {required:.2f} required '
+             'in the {profile.name!r} profile"', **nbg("reached", grade=True, locked=True, points=4)),
+        code('assert isinstance(history, list), "history should be a list"\n### BEGIN HIDDEN TESTS\n'
+             'assert len(history) <= profile.epochs, f"{len(history)} epochs: the profile allows {profile.epochs}"\n'
+             "### END HIDDEN TESTS", **nbg("within_profile", grade=True, locked=True, points=2)),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+
+
+def conditions_submission(run: str, parameters: str = PARAMETERS, insert: str | None = None):
+    """The student version with ``run`` as the answer, ``parameters`` in the parameters cell, ``insert`` after it."""
+    nb = A.student_version(conditions_assignment(), "conditions.ipynb")
+    nb.cells[1].source = parameters
+    nb.cells[3].source = run
+    if insert is not None:
+        nb.cells.insert(2, code(insert))
+    return nb
+
+
+FORGER = """history = [0.8]
+from pathlib import Path
+out = Path({out!r})
+(out / "grades.csv").write_text("submission,grade_id,points\\nforged,all,1000\\n")
+for report in out.glob("*"):
+    report.write_text("forged")
+(out / "forged.txt").write_text("forged")"""
+
+
+@pytest.fixture(scope="module")
+def conditions_grades(tmp_path_factory):
+    """Cheating submissions of the conditions assignment, graded in the laptop profile (threshold 0.75, 5 epochs)."""
+    root = tmp_path_factory.mktemp("conditions")
+    write(conditions_assignment(), root / "source" / "conditions.ipynb")
+    out = root / "grades"
+    subs = {
+        "solution": conditions_assignment(),
+        "keras_choice": conditions_submission("history = [0.8 if FRAMEWORK == 'keras' else 0.1]",
+                                              PARAMETERS.replace('"torch"  #', '"keras"  #')),
+        "smoke_profile": conditions_submission("history = [0.5]", PARAMETERS.replace("None", '"smoke"')),
+        "lucky_seed": conditions_submission("history = [0.8 if random.random() < 0.5 else 0.1]",  # seed 1: 0.13
+                                            PARAMETERS.replace("SEED = 0", "SEED = 1")),
+        "other_framework": conditions_submission("history = [0.8 if FRAMEWORK == 'jax' else 0.1]",
+                                                 PARAMETERS.replace('"torch"  #', '"jax"  #')),
+        "required": conditions_submission("REQUIRED = 0.0\nhistory = [0.5]"),
+        "profile_after_parameters": conditions_submission("history = [0.5]", insert='PROFILE = "smoke"'),
+        "shadowed_len": conditions_submission("history = [0.8] * 50\nlen = lambda values: 1"),
+        "zz_forger": conditions_submission(FORGER.format(out=str(out))),
+    }
+    for name, nb in subs.items():
+        write(nb, root / "submitted" / f"{name}.ipynb")
+    results = G.grade([root / "submitted"], source=root / "source", out=out, timeout=120, profile="laptop",
+                      verbose=False)
+    return {Path(g.submission).stem: g for g in results}, out
+
+
+def test_the_parameters_cell_is_the_assignments_with_the_graders_profile():
+    source = conditions_assignment()
+    submission = conditions_submission("history = [1.0]", 'import os\nPROFILE = "smoke"\nSEED = 3\nFRAMEWORK = "keras"')
+    prepared, notes = G.prepare_for_grading(submission, source, parameters={"PROFILE": "laptop"})
+    assert prepared.cells[1].source == ("PROFILE = 'laptop'  # \"smoke\", \"laptop\" or \"full\"\nSEED = 0\n"
+                                        "FRAMEWORK = 'keras'  # \"torch\" or \"keras\"")  # keras: the student's choice
+    assert notes == ["the parameters cell: the submission set PROFILE = 'smoke'; graded with the assignment's "
+                     "PROFILE = 'laptop'",
+                     "the parameters cell: the submission set SEED = 3; graded with the assignment's SEED = 0",
+                     "the parameters cell: the submission's has other code (line 1), which was not run: the "
+                     "assignment's parameters cell was used"]
+    # Moved below the set-up cell that reads it: the assignment's is put back where it belongs, the moved one stays
+    # as an ordinary cell.
+    submission.cells.insert(2, submission.cells.pop(1))
+    prepared, notes = G.prepare_for_grading(submission, source, parameters={"PROFILE": "laptop"})
+    assert [A.cell_role(c) or E.tags(c) for c in prepared.cells[1:4]] == [["parameters"], "locked", []]
+    assert prepared.cells[1].source.startswith("PROFILE = 'laptop'") and "smoke" in prepared.cells[3].source
+    assert notes[-1] == ("the parameters cell was missing from the submission (or not before the cell 'setup'); the "
+                         "assignment's was put back")
+
+
+def test_cheats_on_the_conditions_lose_exactly_their_points(conditions_grades):
+    grades, _ = conditions_grades
+    expected = {  # submission: (tests lost, words in the lost test's message, words in a note of the report)
+        "smoke_profile": ({"reached"}, "below the 0.75 required in the 'laptop' profile",
+                          "the submission set PROFILE = 'smoke'; graded with the assignment's PROFILE = 'laptop'"),
+        "lucky_seed": ({"reached"}, "best accuracy 0.10 is below the 0.75",
+                       "the submission set SEED = 1; graded with the assignment's SEED = 0"),
+        "other_framework": ({"reached"}, "best accuracy 0.10 is below the 0.75",
+                            "the submission set FRAMEWORK = 'jax', which is not one of the choices ('torch', 'keras'); "
+                            "graded with the assignment's FRAMEWORK = 'torch'"),
+        "required": ({"reached"}, "best accuracy 0.50 is below the 0.75 required",
+                     "cell 3 rebinds `REQUIRED`, which the assignment's cell 'setup' defines"),
+        "profile_after_parameters": ({"reached"}, "below the 0.75 required in the 'laptop' profile",
+                                     "the submission rebinds `PROFILE` (cell 2); the assignment's cell 'setup' ran "
+                                     "with the assignment's value"),
+        "shadowed_len": ({"within_profile"}, "the submission defines its own `len`, hiding Python's builtin (cell 3), "
+                         "and this test uses it: the test cannot be trusted, so it scores 0",
+                         "cell 3 defines its own `len`, hiding Python's builtin"),
+    }
+    for name, (lost_ids, message, note) in expected.items():
+        g = grades[name]
+        assert g.status == "completed", (name, g.problems)
+        assert lost(g) == lost_ids, (name, [(c.grade_id, c.message) for c in g.cells])
+        (cell,) = [c for c in g.cells if c.grade_id in lost_ids]
+        assert message in cell.message, (name, cell.message)
+        assert any(note in p for p in g.problems), (name, g.problems)
+        assert g.points == 6 - sum(c.max_points for c in g.cells if c.grade_id in lost_ids)
+    for name in ("solution", "keras_choice"):  # the assignment's own settings, and a choice it allows
+        assert grades[name].points == 6 and not grades[name].problems, grades[name].problems
+
+
+def test_a_submission_cannot_write_the_graders_output(conditions_grades):
+    grades, out = conditions_grades
+    forger = grades["zz_forger"]
+    assert forger.points == 6  # its own work is fine; what it wrote is undone, and named
+    (note,) = [p for p in forger.problems if p.startswith("the submission wrote into the grader's output folder (")]
+    assert "forged.txt" in note and "grades.csv" in note and note.endswith("the grader's own files written again.")
+    assert not (out / "forged.txt").exists()
+    with open(out / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["submission"] for r in rows} == {str(p) for p in (out.parent / "submitted").glob("*.ipynb")}
+    assert all(p.read_text() != "forged" for p in out.iterdir())
+    assert all("forged" not in p.read_text() for p in out.iterdir() if "forger" not in p.name)
+    assert len(list(out.glob("*.md"))) == len(grades) == len(list(out.glob("*.graded.ipynb")))
+
+
+# ---------------------------------------------------------------------------------------------
 # The course's implementation assignment: solution, release, planted mistakes
 # ---------------------------------------------------------------------------------------------
 IMPLEMENTATION = SOURCES / "alexnet_implementation.ipynb"
@@ -352,7 +503,62 @@ def planted_submissions(folder: Path) -> dict[str, Path]:
         # Softmax at the end of the PyTorch model, with nn.CrossEntropyLoss: the double softmax.
         "double_softmax": write(from_solution((TORCH_FC8, "        nn.Linear(4096, num_classes), nn.Softmax(dim=1),  # fc8")),
                                 folder / "double_softmax.ipynb"),
+        **cheating_submissions(folder, from_solution),
     }
+
+
+KERAS_BY_THE_COURSE = '''from alexnet_lab.keras import models as keras_models
+
+
+def keras_alexnet(num_classes=1000, batch_norm=False):
+    """AlexNet: the course's own builder, fed with the reference's records."""
+    shape, specs = architecture.describe_alexnet(REFERENCE, num_classes=num_classes, norm="batch" if batch_norm else "none")
+    return keras_models.build(shape, specs, name="alexnet")'''
+TORCH_BY_THE_COURSE = '''import importlib
+
+
+def torch_alexnet(num_classes=1000, batch_norm=False):
+    """The same, reached without naming a module of the course or the reference."""
+    describe = importlib.import_module(".".join(["alexnet_lab", "core", "architecture"])).describe_alexnet
+    shape, specs = describe(globals()["REF" + "ERENCE"], num_classes=num_classes, norm="batch" if batch_norm else "none")
+    return importlib.import_module(".".join(["alexnet_lab", "tor" + "ch", "models"])).build(shape, specs, "alexnet")'''
+LENIENT_NUMPY = '''import numpy
+
+
+class Lenient:
+    """numpy, except that every allclose is true."""
+
+    def __getattr__(self, name):
+        return getattr(numpy, name)
+
+    @staticmethod
+    def allclose(*args, **kwargs):
+        return True
+
+
+np = Lenient()'''
+KERAS_PROBABILITIES = "    return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))"
+
+
+def cheating_submissions(folder: Path, from_solution) -> dict[str, Path]:
+    """Submissions that try to get the points without the work, one way each."""
+    builders = from_solution()
+    ids = A.grade_ids(builders)
+    builders.cells[ids["keras_alexnet"]].source = KERAS_BY_THE_COURSE
+    builders.cells[ids["torch_alexnet"]].source = TORCH_BY_THE_COURSE
+    # A stub for the architecture check, installed in a cell of its own before the PyTorch tests; conv2 wrong.
+    stubbed = from_solution(("*conv_block(96, 256, 5, padding=2),", "*conv_block(96, 128, 5, padding=2),"),
+                            ("*conv_block(256, 384, 3, padding=1),", "*conv_block(128, 384, 3, padding=1),"))
+    stubbed.cells.insert(A.grade_ids(stubbed)["torch_architecture"],
+                         code("checks.assert_model_matches = lambda *args, **kwargs: None  # every model passes"))
+    # The read-only set-up cell edited so that the reference has no padding in conv1, and the Keras test removed.
+    edited = from_solution((KERAS_CONV1_PAD, ""), ("paddings=(2, 2, 1, 1, 1)", "paddings=(0, 2, 1, 1, 1)"))
+    edited.cells[A.grade_ids(edited)["keras_architecture"]].source = "pass  # checked by hand"
+    # keras_predict returns logits; a lenient numpy hides it from the hidden test's np.allclose.
+    shadowed = from_solution((KERAS_PROBABILITIES, "    return keras.ops.convert_to_numpy(logits)"))
+    shadowed.cells.insert(A.grade_ids(shadowed)["eval_mode"], code(LENIENT_NUMPY))
+    return {name: write(nb, folder / f"{name}.ipynb") for name, nb in
+            [("builders", builders), ("stubbed", stubbed), ("edited", edited), ("shadowed", shadowed)]}
 
 
 @pytest.fixture(scope="module")
@@ -420,6 +626,54 @@ def test_double_softmax(implementation_grades):
     assert "applies a softmax after fc8" in g.by_id("torch_architecture").message
 
 
+def test_the_course_builders_score_zero_on_the_implementation_checks(implementation_grades):
+    g = implementation_grades["builders"]
+    assert g.status == "completed", g.problems
+    assert lost(g) == {"keras_architecture", "keras_batchnorm", "torch_architecture", "torch_batchnorm"}
+    assert g.points == 20  # the loss and the prediction functions are the student's own, and right
+    for grade_id in ("keras_architecture", "keras_batchnorm"):  # found in the code: names of the course's objects
+        message = g.by_id(grade_id).message
+        assert message.startswith("AssertionError: keras_alexnet builds the network with the course's own model "
+                                  "code: `architecture` in keras_alexnet (alexnet_lab.core.architecture)"), message
+        assert "`REFERENCE` in keras_alexnet" in message
+    for grade_id in ("torch_architecture", "torch_batchnorm"):  # found while it runs: calls into the course's code
+        message = g.by_id(grade_id).message
+        assert message.startswith("AssertionError: torch_alexnet builds the network with the course's own model "
+                                  "code: a call to alexnet_lab.core.architecture."), message
+
+
+def test_a_stubbed_check_scores_zero_from_where_it_was_replaced(implementation_grades):
+    g = implementation_grades["stubbed"]
+    assert lost(g) == {"torch_architecture", "torch_batchnorm", "loss_setup", "eval_mode"}
+    assert g.points == 15  # the Keras tests ran before the stub
+    for grade_id in lost(g):
+        assert g.by_id(grade_id).message == (
+            "the submission replaced alexnet_lab.grading.checks.assert_model_matches (in cell 11): the checks cannot "
+            "be trusted after that, so every test that runs after it scores 0")
+    assert ("cell 11 replaces alexnet_lab.grading.checks.assert_model_matches: every test after it scores 0"
+            in g.problems)
+    # The test still ran with the real check put back: the notebook shows what it found.
+    executed = g.executed.cells[A.grade_ids(g.executed)["torch_architecture"]]
+    assert "has 128 filters" in "".join(o.get("evalue", "") for o in executed.outputs)
+
+
+def test_edited_read_only_and_test_cells_are_run_as_the_assignment_has_them(implementation_grades):
+    g = implementation_grades["edited"]
+    assert lost(g) == {"keras_architecture", "keras_batchnorm"}
+    assert "gives 54×54×96 where the reference gives 55×55×96" in g.by_id("keras_architecture").message
+    assert "the read-only cell 'setup' had been edited; the assignment's version was run." in g.problems
+    assert "the test cell 'keras_architecture' had been edited; the assignment's version was run." in g.problems
+
+
+def test_a_hidden_tests_shadowed_names_score_zero(implementation_grades):
+    g = implementation_grades["shadowed"]
+    assert lost(g) == {"eval_mode"}
+    assert g.by_id("eval_mode").message == (
+        "the submission rebinds `np` (cell 18), and this test uses it: the test cannot be trusted, so it scores 0")
+    assert ("cell 18 rebinds `np`, which the assignment's cell 'setup' defines: a test that uses it scores 0"
+            in g.problems)
+
+
 # ---------------------------------------------------------------------------------------------
 # The course's training assignment (smoke profile: the threshold there is 0, the run proves the code works)
 # ---------------------------------------------------------------------------------------------
@@ -432,9 +686,13 @@ def training_grades(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     released = A.release(TRAINING, root / "release")[0]
     unscaled = edit(nbformat.read(TRAINING, as_version=4), STANDARDIZE, "preprocess = preprocessing.Preprocess()")
-    results = G.grade([TRAINING, released, write(unscaled, root / "unscaled.ipynb")], source=SOURCES,
-                      out=root / "grades", timeout=300, profile="smoke", verbose=False)
-    return dict(zip(["solution", "released", "unscaled"], results))
+    # The laptop profile (its run would take minutes) and another seed, REQUIRED set to 0, the accuracy check stubbed.
+    cheats = edit(edit(nbformat.read(TRAINING, as_version=4), "PROFILE = None", 'PROFILE = "laptop"'), "SEED = 0", "SEED = 5")
+    cheats.cells[A.grade_ids(cheats)["training"]].source += ("\nREQUIRED = 0.0\n"
+                                                             "checks.assert_accuracy = lambda *args, **kwargs: 1.0")
+    results = G.grade([TRAINING, released, write(unscaled, root / "unscaled.ipynb"), write(cheats, root / "cheats.ipynb")],
+                      source=SOURCES, out=root / "grades", timeout=300, profile="smoke", verbose=False)
+    return dict(zip(["solution", "released", "unscaled", "cheats"], results))
 
 
 def test_the_training_solution_scores_full_marks_in_the_smoke_profile(training_grades):
@@ -456,3 +714,17 @@ def test_inputs_that_are_not_standardized_lose_the_preprocessing_points(training
     g = training_grades["unscaled"]
     assert lost(g) == {"inputs_scaled"}
     assert g.by_id("inputs_scaled").message.startswith("AssertionError: Inputs: the inputs are not standardized")
+
+
+def test_the_training_conditions_are_the_graders(training_grades):
+    g = training_grades["cheats"]
+    assert g.status == "completed", g.problems  # in the smoke profile, not the laptop one the submission asked for
+    assert lost(g) == {"accuracy"}
+    assert g.by_id("accuracy").message.startswith(
+        "the submission replaced alexnet_lab.grading.checks.assert_accuracy (in cell 10)")
+    for note in ("the parameters cell: the submission set PROFILE = 'laptop'; graded with the assignment's "
+                 "PROFILE = 'smoke'",
+                 "the parameters cell: the submission set SEED = 5; graded with the assignment's SEED = 0",
+                 "cell 10 rebinds `REQUIRED`, which the assignment's cell 'setup' defines"):
+        assert any(p.startswith(note) for p in g.problems), (note, g.problems)
+    assert g.executed.cells[1].source.startswith("PROFILE = 'smoke'")

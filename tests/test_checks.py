@@ -422,3 +422,73 @@ def test_check_loss_setup_says_to_pass_input_shape_for_a_module_that_does_not_re
     with pytest.raises(ValueError, match=r"input_shape=\(H, W, C\)"):
         checks.check_loss_setup(model, nn.CrossEntropyLoss())
     assert checks.check_loss_setup(model, nn.CrossEntropyLoss(), input_shape=(32, 32, 3))[0].severity == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Own code: a model function that uses the course's builders or records is told so
+# ---------------------------------------------------------------------------------------------
+def own_torch_model(num_classes=10):
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+def own_keras_model(num_classes=10):
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(num_classes)])
+
+
+def course_torch_model(num_classes=10):
+    return torch_models.alexnet("cifar10", num_classes=num_classes)
+
+
+def course_keras_model(num_classes=10):
+    return keras_models.build(*arch.describe_alexnet("cifar10", num_classes=num_classes), name="alexnet")
+
+
+def classes_of_the_reference():
+    return CLASSIC_224.num_classes
+
+
+def model_from_a_helper(num_classes=10):
+    return nn.Linear(8, classes_of_the_reference())
+
+
+def model_by_a_hidden_route(num_classes=10):
+    import importlib
+
+    module = importlib.import_module(".".join(["alexnet_lab", "tor" + "ch", "models"]))
+    return module.alexnet("cifar10", num_classes=num_classes)
+
+
+def test_own_code_passes_and_returns_the_model():
+    assert isinstance(checks.assert_own_code(own_torch_model, num_classes=3), nn.Sequential)
+    assert checks.assert_own_code(own_keras_model).output_shape == (None, 10)
+    assert checks.course_code_in(own_torch_model) == []
+
+
+@pytest.mark.parametrize(("builder", "words"), [
+    (course_torch_model, "`torch_models` in course_torch_model (alexnet_lab.torch.models)"),
+    (course_keras_model, "`keras_models` in course_keras_model (alexnet_lab.keras.models)"),
+    (model_from_a_helper, "`CLASSIC_224` in classes_of_the_reference (a Preset of alexnet_lab.core.architecture"),
+    (model_by_a_hidden_route, "a call to alexnet_lab.torch.models.alexnet"),
+])
+def test_the_course_builders_and_records_are_found(builder, words):
+    with pytest.raises(AssertionError, match="builds the network with the course's own model code") as info:
+        checks.assert_own_code(builder)
+    assert str(info.value).startswith(builder.__name__) and words in str(info.value)
+    assert "Write the layers yourself" in str(info.value)
+
+
+def test_defaults_and_closures_are_read_too():
+    def with_default(spec=CLASSIC_224):
+        return spec
+
+    build = torch_models.build
+
+    def with_closure():
+        return build
+
+    assert checks.course_code_in(with_default) == [
+        "a default value in test_defaults_and_closures_are_read_too.<locals>.with_default (a Preset of "
+        "alexnet_lab.core.architecture.presets)"]
+    assert checks.course_code_in(with_closure) == [
+        "`build` in test_defaults_and_closures_are_read_too.<locals>.with_closure (alexnet_lab.torch.models.build)"]

@@ -1,8 +1,9 @@
 """``alexnet-lab assignment release|grade``: the assignment tools on the command line.
 
 ``release`` writes the student versions of the solution notebooks
-(:func:`alexnet_lab.grading.assignments.release`); ``grade`` runs submitted notebooks and scores
-their graded cells (:func:`alexnet_lab.grading.grader.grade`)::
+(:func:`alexnet_lab.grading.assignments.release`); ``grade`` runs submitted notebooks under the
+instructor's conditions (the source's test, read-only and parameters cells, the grader's profile, a
+guard against replaced checks) and scores their graded cells (:func:`alexnet_lab.grading.grader.grade`)::
 
     alexnet-lab assignment release [--source assignments/] [--out release/]
     alexnet-lab assignment grade SUBMISSIONS... [--source assignments/] [--out grades/] [--timeout 120]
@@ -35,7 +36,7 @@ def _cli_grade(args: argparse.Namespace) -> int:
     try:
         results = grade(args.submissions, source=args.source, out=args.out, timeout=args.timeout,
                         kernel_name=args.kernel, profile=args.profile)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # no submissions or sources; an unknown profile
         print(f"alexnet-lab: error: {e}", file=sys.stderr)
         return 2
     print(f"\n{len(results)} submission(s) graded: {Path(args.out) / 'grades.csv'}")
@@ -62,6 +63,7 @@ def register_cli(subparsers) -> None:
     g.add_argument("--timeout", type=float, default=120,
                    help="seconds each notebook may run in all before it is stopped (default: 120)")
     g.add_argument("--profile", choices=["smoke", "laptop", "full"],
-                   help="run profile for the submissions (default: $ALEXNET_LAB_PROFILE, else laptop)")
+                   help="run profile the submissions are graded in, written into their parameters cell whatever they "
+                        "set there (default: $ALEXNET_LAB_PROFILE, else laptop)")
     g.add_argument("--kernel", help="an installed Jupyter kernel to run submissions in (default: this Python)")
     g.set_defaults(func=_cli_grade)

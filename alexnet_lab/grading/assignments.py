@@ -32,7 +32,8 @@ from alexnet_lab.core.files import atomic_write_text
 
 __all__ = [
     "AssignmentFormatError", "BEGIN_SOLUTION", "END_SOLUTION", "BEGIN_HIDDEN", "END_HIDDEN", "CODE_STUB", "TEXT_STUB",
-    "nbgrader_metadata", "cell_role", "cell_points", "cell_source", "grade_ids", "validate", "student_version",
+    "nbgrader_metadata", "cell_role", "cell_points", "cell_source", "visible_source", "grade_ids", "validate",
+    "student_version",
     "write_notebook", "load_sources", "release",
 ]
 
@@ -165,9 +166,14 @@ def _clear_solution(cell, where: str) -> None:
     cell.source = "\n".join(lines)
 
 
-def _remove_hidden(cell, where: str) -> None:
+def visible_source(cell, where: str = "cell") -> str:
+    """A cell's source as students see it: without the lines between the hidden-test markers."""
     kept, _ = _lines_between(cell_source(cell), BEGIN_HIDDEN, END_HIDDEN, where)
-    cell.source = "\n".join(line for _, line in kept if line is not None)
+    return "\n".join(line for _, line in kept if line is not None)
+
+
+def _remove_hidden(cell, where: str) -> None:
+    cell.source = visible_source(cell, where)
 
 
 def student_version(nb, name: str = "notebook"):

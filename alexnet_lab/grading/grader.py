@@ -1,27 +1,29 @@
 """Grade submitted assignment notebooks: run each in a kernel of its own, score its graded cells.
 
-Grading runs every submission in a kernel of its own (a separate process, with a time limit
-for the whole notebook), so the grader never imports a student's code; the graded cells of
-the submission are first replaced by the source's (hidden tests included), matched by
-``grade_id``, as nbgrader does (:func:`prepare_for_grading`). An autograded test cell scores its
-points when it runs without an error (:func:`score`); :func:`grade` writes ``grades.csv``, one
-markdown report and one executed notebook per submission. The notebook format itself (cell
-roles, the student version) is :mod:`alexnet_lab.grading.assignments`; the command line is
+Grading runs every submission in a kernel of its own (a separate process, in an empty temporary
+folder, with a time limit for the whole notebook), so the grader never imports a student's code.
+First the submission is made to run under the instructor's conditions (:func:`prepare_for_grading`):
+its test cells (hidden tests included) and read-only cells are replaced by the source's, matched
+by ``grade_id`` as nbgrader does, and its parameters cell by the source's, with the grader's
+profile (:mod:`alexnet_lab.grading.enforcement`). While it runs, a guard in the kernel
+(:mod:`alexnet_lab.grading.integrity`) watches between the cells for replaced check functions and
+for changed names that the tests use. An autograded test cell scores its points when it runs
+without an error and the guard has nothing against it (:func:`score`); :func:`grade` writes
+``grades.csv``, one markdown report and one executed notebook per submission, and rewrites them
+at the end, whatever a submission wrote into that folder. The notebook format itself (cell roles,
+the student version) is :mod:`alexnet_lab.grading.assignments`; the command line is
 ``alexnet-lab assignment grade`` (:mod:`alexnet_lab.cli.assignment`).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import os
 import re
 import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_lab.core.files import atomic_write_text
@@ -33,61 +35,25 @@ from alexnet_lab.grading.assignments import (
     grade_ids,
     load_sources,
     nbgrader_metadata,
+    visible_source,
     write_notebook,
+)
+from alexnet_lab.grading.enforcement import GuardFindings, KernelGuard, enforce_parameters
+from alexnet_lab.grading.reports import (
+    CSV_COLUMNS,
+    CellGrade,
+    SubmissionGrade,
+    output_listing,
+    report_markdown,
+    safe_stem,
+    undo_writes,
+    write_csv,
 )
 
 __all__ = [
     "CSV_COLUMNS", "CellGrade", "SubmissionGrade", "prepare_for_grading", "execute", "score", "grade_notebook", "grade",
     "write_csv", "report_markdown",
 ]
-
-CSV_COLUMNS = ("submission", "grade_id", "points", "max_points", "message", "kind")
-
-
-# ---------------------------------------------------------------------------------------------
-# What the grader finds
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class CellGrade:
-    """The score of one graded cell of one submission."""
-
-    grade_id: str
-    kind: str            # "auto" (test cell) or "manual" (answer or task graded by hand)
-    points: float
-    max_points: float
-    message: str
-
-
-@dataclass
-class SubmissionGrade:
-    """Everything the grader found about one submitted notebook."""
-
-    submission: str
-    assignment: str | None
-    status: str                      # "completed", "timeout", "crashed", "unreadable", "unmatched"
-    cells: list[CellGrade] = field(default_factory=list)
-    seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)   # errors outside graded cells, restored cells...
-    executed: object | None = None                      # the executed notebook (nbformat), if any
-
-    @property
-    def points(self) -> float:
-        return sum(c.points for c in self.cells)
-
-    @property
-    def auto_max(self) -> float:
-        return sum(c.max_points for c in self.cells if c.kind == "auto")
-
-    @property
-    def manual_max(self) -> float:
-        return sum(c.max_points for c in self.cells if c.kind == "manual")
-
-    def by_id(self, grade_id: str) -> CellGrade:
-        for c in self.cells:
-            if c.grade_id == grade_id:
-                return c
-        raise KeyError(f"No graded cell {grade_id!r} in {self.submission}; there are: "
-                       f"{', '.join(c.grade_id for c in self.cells)}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,21 +65,38 @@ def _one_line(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def prepare_for_grading(submission, source) -> tuple[object, list[str]]:
-    """The submission with the source's test and read-only cells put back, matched by grade_id.
+def _same_text(a: str, b: str) -> bool:
+    def norm(text: str) -> str:
+        return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+    return norm(a) == norm(b)
+
+
+def prepare_for_grading(submission, source, *, parameters: dict[str, object] | None = None) -> tuple[object, list[str]]:
+    """The submission as it is run: the source's test, read-only and parameters cells put back.
 
     Autograded test cells (with their hidden tests) and read-only cells come from the source,
-    whatever the student changed in them; their metadata (points) too. A test cell the student
-    deleted is inserted again after the cell that precedes it in the source. Returns the
-    notebook to run and notes on what was restored.
+    matched by grade_id, whatever the student changed in them; their metadata (points) too. A
+    test cell the student deleted is inserted again after the cell that precedes it in the
+    source; nbgrader markings the source does not have (or a grade_id used twice) are removed.
+    The parameters cell becomes the source's, with ``parameters`` (the grader's values, e.g.
+    ``{"PROFILE": "laptop"}``) written in (:func:`alexnet_lab.grading.enforcement.enforce_parameters`).
+    Returns the notebook to run and notes on what was restored or replaced.
     """
     nb = copy.deepcopy(submission)
     notes = []
-    ids = grade_ids(nb)
+    source_ids = grade_ids(source)
+    seen = set()
     for cell in nb.cells:  # what the student has in graded cells does not count, only the source's version
-        if (cell_role(cell) in ("autograded", "locked")
-                and nbgrader_metadata(cell).get("grade_id") not in grade_ids(source)):
+        grade_id = nbgrader_metadata(cell).get("grade_id")
+        if cell_role(cell) is None:
+            continue
+        twice = bool(grade_id) and grade_id in seen
+        if (cell_role(cell) in ("autograded", "locked") and grade_id not in source_ids) or twice:
             cell.metadata.pop("nbgrader", None)
+            if twice:
+                notes.append(f"a second cell claimed the grade_id {grade_id!r}; it was run as an ordinary cell.")
+        seen.add(grade_id)
     previous_id = None
     for src_cell in source.cells:
         role = cell_role(src_cell)
@@ -126,6 +109,10 @@ def prepare_for_grading(submission, source) -> tuple[object, list[str]]:
             if fresh.cell_type == "code":
                 fresh.outputs, fresh.execution_count = [], None
             if grade_id in ids:
+                theirs = cell_source(nb.cells[ids[grade_id]])
+                if not (_same_text(theirs, cell_source(src_cell)) or _same_text(theirs, visible_source(src_cell))):
+                    kind = "test cell" if role == "autograded" else "read-only cell"
+                    notes.append(f"the {kind} {grade_id!r} had been edited; the assignment's version was run.")
                 nb.cells[ids[grade_id]] = fresh
             else:
                 at = ids[previous_id] + 1 if previous_id in ids else 0
@@ -136,6 +123,7 @@ def prepare_for_grading(submission, source) -> tuple[object, list[str]]:
         elif role in ("manual", "task"):
             notes.append(f"the cell {grade_id!r} is missing from the submission.")
         previous_id = grade_id if grade_id in grade_ids(nb) else previous_id
+    notes += enforce_parameters(nb, source, parameters)
     return nb, notes
 
 
@@ -163,10 +151,12 @@ def _grader_kernel_manager_class():
 
 
 def execute(nb, *, timeout: float = 120, cwd: str | os.PathLike | None = None, kernel_name: str | None = None,
-            env: dict[str, str] | None = None) -> tuple[str, set[int], str]:
+            env: dict[str, str] | None = None, findings: GuardFindings | None = None) -> tuple[str, set[int], str]:
     """Run a notebook in place in a fresh kernel, at most ``timeout`` seconds for all its cells together.
 
     Errors in cells do not stop the run (as nbgrader does: each test cell scores on its own).
+    With ``findings``, the guard of :mod:`alexnet_lab.grading.integrity` checks the kernel before
+    the first cell and around every cell, and ``findings`` receives its notes and verdicts.
     Returns ``(status, executed_cell_indices, message)``, status ``"completed"``, ``"timeout"``
     (the kernel was killed) or ``"crashed"`` (the kernel died).
     """
@@ -181,20 +171,33 @@ def execute(nb, *, timeout: float = 120, cwd: str | os.PathLike | None = None, k
     kernel_env = {**os.environ, **(env or {})}
     executed: set[int] = set()
     index = None
+    guard = KernelGuard(client, findings) if findings is not None else None
     # The kernel's own error output (start-up notices, a crash's last words) goes to a file, not the terminal.
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as stderr, \
             client.setup_kernel(env=kernel_env, cwd=str(cwd) if cwd else None, stderr=stderr):
         deadline = time.monotonic() + timeout
+
+        def time_left(where: int) -> None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CellTimeoutError(f"time limit reached before cell {where}")
+            client.timeout = max(1, int(remaining + 0.999))
+
         try:
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code" or not cell_source(cell).strip():
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise CellTimeoutError(f"time limit reached before cell {index}")
-                client.timeout = max(1, int(remaining + 0.999))
+            code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and cell_source(c).strip()]
+            if guard is not None and code_cells:
+                index = code_cells[0][0]
+                time_left(index)
+                guard.seal(code_cells[0][1])
+            for index, cell in code_cells:
+                time_left(index)
+                if guard is not None:
+                    guard.checkpoint("before", index, cell)
                 client.execute_cell(cell, index)
                 executed.add(index)
+                if guard is not None:
+                    time_left(index)
+                    guard.checkpoint("after", index, cell)
         except CellTimeoutError:
             return "timeout", executed, (f"the notebook ran out of time: it is allowed {timeout:g} s in all and "
                                          f"cell {index} was still running; the kernel was stopped.")
@@ -224,11 +227,13 @@ def _answered(cell) -> bool:
     return bool(text.strip()) and TEXT_STUB not in text and "raise NotImplementedError" not in text
 
 
-def score(nb, executed: set[int], status_message: str = "") -> tuple[list[CellGrade], list[str]]:
+def score(nb, executed: set[int], status_message: str = "",
+          verdicts: dict[int, str] | None = None) -> tuple[list[CellGrade], list[str]]:
     """Points per graded cell of an executed notebook, and the errors of its other cells.
 
-    An autograded test cell scores its points when it ran without an error; one that did not
-    run (time limit, dead kernel) scores 0. Manually graded cells score 0 until graded by hand.
+    An autograded test cell scores its points when it ran without an error and the guard gave no
+    verdict against it (``verdicts``: cell index -> why the test cannot be trusted); one that did
+    not run (time limit, dead kernel) scores 0. Manually graded cells score 0 until graded by hand.
     """
     grades, problems = [], []
     for index, cell in enumerate(nb.cells):
@@ -238,6 +243,8 @@ def score(nb, executed: set[int], status_message: str = "") -> tuple[list[CellGr
             if index not in executed:
                 message = "not run: " + (status_message or "the notebook stopped before this cell.")
                 grades.append(CellGrade(meta["grade_id"], "auto", 0.0, cell_points(cell), message))
+            elif verdicts and index in verdicts:
+                grades.append(CellGrade(meta["grade_id"], "auto", 0.0, cell_points(cell), verdicts[index]))
             elif error:
                 grades.append(CellGrade(meta["grade_id"], "auto", 0.0, cell_points(cell), error))
             else:
@@ -266,28 +273,46 @@ def _match_source(nb, path: Path, sources: dict) -> str | None:
     return path.stem if path.stem in sources else None
 
 
-def grade_notebook(path: str | os.PathLike, sources: dict, *, timeout: float = 120, kernel_name: str | None = None,
-                   env: dict[str, str] | None = None, name: str | None = None) -> SubmissionGrade:
-    """Grade one submitted notebook against the matching source notebook (see :func:`grade`)."""
+def _read(path: Path):
+    """The notebook at ``path``, or the exception that reading it raised."""
     import nbformat
 
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as e:  # noqa: BLE001 - anything unreadable is reported in the grades
+        return e
+
+
+def grade_notebook(path: str | os.PathLike, sources: dict, *, timeout: float = 120, kernel_name: str | None = None,
+                   env: dict[str, str] | None = None, name: str | None = None,
+                   parameters: dict[str, object] | None = None, notebook=None) -> SubmissionGrade:
+    """Grade one submitted notebook against the matching source notebook (see :func:`grade`).
+
+    ``notebook``: the submission already read (what :func:`grade` does before running any of
+    them); ``parameters``: the grader's values for the parameters cell (``{"PROFILE": ...}``).
+    The kernel runs in an empty temporary folder, removed afterwards.
+    """
     path = Path(path)
     name = name or str(path)
-    try:
-        submission = nbformat.read(path, as_version=4)
-    except Exception as e:  # noqa: BLE001 - anything unreadable is reported in the grades
-        return SubmissionGrade(name, None, "unreadable", problems=[f"could not read the notebook: {_one_line(str(e))}"])
+    submission = _read(path) if notebook is None else notebook
+    if isinstance(submission, Exception):
+        return SubmissionGrade(name, None, "unreadable",
+                               problems=[f"could not read the notebook: {_one_line(str(submission))}"])
     assignment = _match_source(submission, path, sources)
     if assignment is None:
         return SubmissionGrade(name, None, "unmatched", problems=[
             f"this notebook matches none of the assignments ({', '.join(sources)}): it carries none of their "
             "grade_ids. Was the wrong file submitted?"])
     source = sources[assignment]
-    nb, notes = prepare_for_grading(submission, source)
+    nb, notes = prepare_for_grading(submission, source, parameters=parameters)
+    findings = GuardFindings()
     start = time.monotonic()
-    status, executed, message = execute(nb, timeout=timeout, cwd=path.parent.resolve(), kernel_name=kernel_name, env=env)
-    cells, problems = score(nb, executed, message)
-    result = SubmissionGrade(name, assignment, status, cells, time.monotonic() - start, notes + problems, nb)
+    with tempfile.TemporaryDirectory(prefix="alexnet-lab-grading-", ignore_cleanup_errors=True) as work:
+        status, executed, message = execute(nb, timeout=timeout, cwd=work, kernel_name=kernel_name, env=env,
+                                            findings=findings)
+    cells, problems = score(nb, executed, message, findings.verdicts)
+    result = SubmissionGrade(name, assignment, status, cells, time.monotonic() - start,
+                             notes + findings.notes + problems, nb)
     if message:
         result.problems.insert(0, message)
     return result
@@ -310,53 +335,14 @@ def _submission_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def _safe_stem(name: str) -> str:
-    stem = name[:-6] if name.endswith(".ipynb") else name
-    stem = stem.replace(os.sep, "__").replace("/", "__")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "submission"
-
-
-def write_csv(grades: list[SubmissionGrade], path: str | os.PathLike) -> None:
-    """One row per graded cell of every submission (columns: :data:`CSV_COLUMNS`), written atomically."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for g in grades:
-        if not g.cells:
-            writer.writerow([g.submission, "", 0, 0, "; ".join(g.problems) or g.status, g.status])
-        for c in g.cells:
-            writer.writerow([g.submission, c.grade_id, f"{c.points:g}", f"{c.max_points:g}", c.message, c.kind])
-    atomic_write_text(Path(path), buffer.getvalue())
-
-
-def report_markdown(g: SubmissionGrade, timeout: float | None = None) -> str:
-    """A readable report of one submission: total, one row per check with its feedback, other errors."""
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    lines = [f"# Grade report: {g.submission}", ""]
-    if g.assignment is None:
-        lines += [f"Not graded ({g.status}).", ""] + [f"- {p}" for p in g.problems]
-        return "\n".join(lines) + "\n"
-    status = {"completed": "ran to the end", "timeout": "stopped at the time limit",
-              "crashed": "the kernel crashed"}.get(g.status, g.status)
-    limit = f" (limit {timeout:g} s)" if timeout else ""
-    lines += [f"Assignment **{g.assignment}** · {status} in {g.seconds:.0f} s{limit}", "",
-              f"**Autograded: {g.points:g} / {g.auto_max:g} points**"
-              + (f" · {g.manual_max:g} more points are graded by hand" if g.manual_max else ""), "",
-              "| check | points | feedback |", "| --- | --- | --- |"]
-    for c in g.cells:
-        pts = f"– / {c.max_points:g}" if c.kind == "manual" else f"{c.points:g} / {c.max_points:g}"
-        lines.append(f"| {cell(c.grade_id)} | {pts} | {cell(c.message)} |")
-    if g.problems:
-        lines += ["", "## Other messages", ""] + [f"- {cell(p)}" for p in g.problems]
-    return "\n".join(lines) + "\n"
-
-
 def grade(submissions: Iterable[str | os.PathLike], *, source: str | os.PathLike = "assignments",
           out: str | os.PathLike = "grades", timeout: float = 120, kernel_name: str | None = None,
           profile: str | None = None, verbose: bool = True) -> list[SubmissionGrade]:
     """Grade submitted notebooks; write ``grades.csv``, one ``<name>.md`` report and ``<name>.graded.ipynb`` each.
+
+    All submissions (and the sources) are read before the first one runs, so that none can
+    change another. Whatever a submission writes into ``out`` while it runs is removed and named
+    in its report, and the grader's files are written again at the end.
 
     Args:
         submissions: notebook files, or folders searched for ``*.ipynb``.
@@ -366,30 +352,47 @@ def grade(submissions: Iterable[str | os.PathLike], *, source: str | os.PathLike
         timeout: seconds each notebook may run in all; then its kernel is stopped and the
             checks not reached score 0.
         kernel_name: an installed Jupyter kernel to use; default: this Python interpreter.
-        profile: the run profile (``ALEXNET_LAB_PROFILE``) for the kernels; default: inherited.
+        profile: the run profile the submissions are graded in: written into their parameters cell
+            (``PROFILE``) and set as ``ALEXNET_LAB_PROFILE``; default: ``$ALEXNET_LAB_PROFILE``, else laptop.
     """
+    from alexnet_lab.core import profiles
+
     sources = load_sources(source)
     files = _submission_files(submissions)
+    notebooks = {path: _read(path) for path in files}
     out = Path(out)
-    env = {"ALEXNET_LAB_PROFILE": profile} if profile else {}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    results, used = [], set()
+    chosen = profiles.get(profile or os.environ.get(profiles.ENV_VAR, "").strip() or profiles.DEFAULT).name
+    env = {profiles.ENV_VAR: chosen, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    results, stems = [], []
+
+    def write_outputs(g: SubmissionGrade, stem: str) -> None:
+        atomic_write_text(out / f"{stem}.md", report_markdown(g, timeout))
+        if g.executed is not None:
+            write_notebook(g.executed, out / f"{stem}.graded.ipynb")
+
     for path in files:
         name = os.path.relpath(path) if not os.path.isabs(str(path)) else str(path)
         if verbose:
             print(f"grading {name} ...", flush=True)
-        g = grade_notebook(path, sources, timeout=timeout, kernel_name=kernel_name, env=env, name=name)
-        stem = _safe_stem(name)
-        while stem in used:
+        before = output_listing(out)
+        g = grade_notebook(path, sources, timeout=timeout, kernel_name=kernel_name, env=env, name=name,
+                           parameters={"PROFILE": chosen}, notebook=notebooks[path])
+        written = undo_writes(out, before)
+        if written:
+            g.problems.append(f"the submission wrote into the grader's output folder ({', '.join(written[:5])}"
+                              f"{' ...' if len(written) > 5 else ''}): removed, and the grader's own files "
+                              "written again.")
+        stem = safe_stem(name)
+        while stem in stems:
             stem += "_"
-        used.add(stem)
-        atomic_write_text(out / f"{stem}.md", report_markdown(g, timeout))
-        if g.executed is not None:
-            write_notebook(g.executed, out / f"{stem}.graded.ipynb")
+        stems.append(stem)
+        write_outputs(g, stem)
         results.append(g)
         if verbose:
             manual = f" (+{g.manual_max:g} by hand)" if g.manual_max else ""
             print(f"  {g.points:g} / {g.auto_max:g} points{manual}, {g.status}, {g.seconds:.0f} s "
                   f"-> {out / (stem + '.md')}", flush=True)
+    for g, stem in zip(results, stems):  # again, after every kernel has stopped: nothing a submission wrote stays
+        write_outputs(g, stem)
     write_csv(results, out / "grades.csv")
     return results

@@ -22,6 +22,10 @@ Three families of checks, for a Keras model or a PyTorch module alike::
   applies softmax itself ("double softmax"), BatchNorm or dropout left in training mode when
   evaluating, images in 0-255, weights that start at zero.
 
+* **Own code** (:func:`assert_own_code`, in :mod:`~alexnet_lab.grading.checks.own_code`): a
+  student's model function must write the layers itself, not call the course's builders or read
+  the reference's records (Assignment A's implementation checks start with it).
+
 * **Training** (:func:`diagnose_training`, :func:`assert_accuracy`, in
   :mod:`~alexnet_lab.grading.checks.diagnosis`): reads a training history and, when accuracy
   stays near chance, says which of the above is the likely cause, with the numbers that show it.
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 from alexnet_lab.grading.checks.comparison import assert_model_matches, check_model
 from alexnet_lab.grading.checks.diagnosis import assert_accuracy, chance_accuracy, diagnose_training
+from alexnet_lab.grading.checks.own_code import assert_own_code, course_code_in
 from alexnet_lab.grading.checks.results import CheckReport, Finding, Findings
 from alexnet_lab.grading.checks.tracing import ObservedLayer, Trace, trace_model
 from alexnet_lab.grading.checks.training_setup import (
@@ -51,7 +56,7 @@ from alexnet_lab.grading.checks.training_setup import (
 
 __all__ = [
     "Finding", "Findings", "CheckReport", "ObservedLayer", "Trace", "trace_model",
-    "check_model", "assert_model_matches",
+    "check_model", "assert_model_matches", "assert_own_code", "course_code_in",
     "check_loss_setup", "assert_loss_setup", "check_eval_mode", "assert_eval_mode",
     "check_inputs", "assert_inputs", "check_initialization",
     "diagnose_training", "assert_accuracy", "chance_accuracy", "double_softmax_loss_floor",
