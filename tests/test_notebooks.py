@@ -129,7 +129,7 @@ MARKDOWN_WORDS = 1_800
 
 @pytest.mark.parametrize("path", REWRITTEN, ids=lambda p: p.stem)
 def test_prose_stays_short(path):
-    words = sum(len(source(c).split()) for c in cells(path) if c["cell_type"] == "markdown")
+    words = sum(len(re.findall(r"\w+", source(c))) for c in cells(path) if c["cell_type"] == "markdown")
     assert words <= MARKDOWN_WORDS, f"{words} words of markdown: at most {MARKDOWN_WORDS} (explain, show, check)"
     trust = [c for c in cells(path) if c["cell_type"] == "markdown"
              and source(c).startswith("## How much to trust these numbers")]
