@@ -126,14 +126,14 @@ def alexnet(
 
     Args:
         preset: one of :func:`alexnet_lab.core.architecture.preset_names` (``"classic"``,
-            ``"paper"``, ``"torchvision"``, ``"cifar10"``, ``"fashion_mnist"``).
+            ``"paper"``, ``"torchvision"``, ``"cifar10"``, ``"fashion_mnist"``, ``"compact"``).
         num_classes: size of the last layer; default: the preset's (1000 or 10).
         in_channels: 3 for RGB, 1 for grayscale; default: the preset's.
         image_size: height and width of the input images; default: the preset's.
         norm: ``"none"``, ``"lrn"`` (the paper's) or ``"batch"`` (BatchNorm before each
             conv block's ReLU); default: the preset's.
         dropout: dropout probability in the two hidden fully connected layers (0 removes
-            them); default 0.5.
+            them); default: the preset's (0.5; none in ``"compact"``).
         resize_to: resize images inside the model to this size before conv1.
 
     The model returns logits (no softmax): pair it with ``nn.CrossEntropyLoss``, which
