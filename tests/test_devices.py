@@ -56,6 +56,24 @@ def test_auto_mixed_precision_on_cpus_only_where_bf16_is_in_hardware(fake_cpu):
     assert torch_precision.choose_precision(cpu, False).dtype == "float32"  # switched off
 
 
+def test_the_environment_variable_overrides_auto_in_both_frameworks(fake_cpu, monkeypatch):
+    keras_precision = pytest.importorskip("alexnet_lab.keras.precision")
+    cpu = torch.device("cpu")
+    fake_cpu("avx2", "amx_bf16")
+    monkeypatch.setenv(hardware.PRECISION_ENV_VAR, "off")
+    choice = torch_precision.choose_precision(cpu, "auto")
+    assert choice.dtype == "float32" and hardware.PRECISION_ENV_VAR in choice.reason
+    assert keras_precision.choose_precision(None, "auto")[0] == "float32"
+    assert torch_precision.choose_precision(cpu, "bf16").dtype == "bfloat16"  # an explicit choice wins
+    fake_cpu("avx2")
+    monkeypatch.setenv(hardware.PRECISION_ENV_VAR, "bf16")
+    assert torch_precision.choose_precision(cpu, "auto").dtype == "bfloat16"
+    assert keras_precision.choose_precision(None, "auto")[0] == "mixed_bfloat16"
+    monkeypatch.setenv(hardware.PRECISION_ENV_VAR, "half")
+    with pytest.raises(ValueError, match="Received: 'half'"):
+        torch_precision.choose_precision(cpu, "auto")
+
+
 @pytest.mark.parametrize("capability, dtype, scaling", [((9, 0), "bfloat16", False), ((8, 6), "bfloat16", False),
                                                         ((7, 5), "float16", True), ((6, 1), "float32", False)])
 def test_auto_mixed_precision_on_gpus_by_compute_capability(fake_gpu, capability, dtype, scaling):

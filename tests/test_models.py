@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from alexnet_lab import data
 from alexnet_lab.core import architecture as arch
 
 tf = pytest.importorskip("tensorflow")
@@ -122,6 +123,10 @@ def test_lenet5_in_both_frameworks():
 
 
 def _randomize_batchnorm(tmodel, rng):
+    """Random BatchNorm statistics and a random fc8 (which starts at zero), so that every layer is compared."""
+    with torch.no_grad():
+        tmodel.fc8.weight.copy_(torch.from_numpy(rng.normal(0, 0.05, tuple(tmodel.fc8.weight.shape)).astype(np.float32)))
+        tmodel.fc8.bias.copy_(torch.from_numpy(rng.normal(0, 0.1, tuple(tmodel.fc8.bias.shape)).astype(np.float32)))
     for module in tmodel.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             n = module.num_features
@@ -158,6 +163,36 @@ def test_weight_transfer_gives_equal_logits(preset, kwargs):
     transfer.keras_to_torch(kmodel, tmodel2)
     _, t2 = _logits(kmodel, tmodel2, x)
     np.testing.assert_allclose(t2, t, atol=1e-4, rtol=1e-4)
+
+
+def _standardized_images(in_channels: int, size: int, n: int = 8) -> np.ndarray:
+    """``n`` real images (CIFAR-10, or Fashion-MNIST for one channel), resized to ``size``, standardized, NHWC."""
+    if in_channels == 1:
+        images = data.load_fashion_mnist(per_class=1, test_per_class=1, seed=0)[0].images[:n]
+    else:
+        images = data.load_cifar10(per_class=1, test_per_class=1, seed=0)[0].images[:n]
+    x = torch.from_numpy(np.asarray(images, np.float32).reshape(n, *images.shape[1:3], -1) / 255.0)
+    x = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode="bilinear")
+    x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.filterwarnings("ignore::alexnet_lab.core.architecture.ImageSizeWarning")
+@pytest.mark.parametrize("norm", arch.NORMS)
+@pytest.mark.parametrize("preset", arch.preset_names())
+def test_a_fresh_network_starts_at_the_loss_of_guessing(preset, norm):
+    """First loss within ln(C) ± 0.5 on standardized real images, in both frameworks (fc8 starts at zero)."""
+    tmodel = torch_models.alexnet(preset, norm=norm)
+    kmodel = keras_models.alexnet(preset, norm=norm)
+    h, w, c = kmodel.inputs[0].shape[1:]
+    x = _standardized_images(c, h)
+    y = np.arange(len(x)) % 10
+    num_classes = tmodel.fc8.out_features
+    k_loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, kmodel(x, training=True)))
+    t_logits = tmodel.train()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(y)).item()
+    for framework, loss in (("keras", k_loss), ("torch", t_loss)):
+        assert abs(loss - np.log(num_classes)) < 0.5, (framework, preset, norm, loss, np.log(num_classes))
 
 
 def test_transfer_refuses_models_of_different_configurations():
@@ -272,16 +307,24 @@ def test_keras_model_saves_and_loads_as_keras_file(tmp_path):
 
 
 def test_grouped_convolutions_train_in_both_frameworks():
-    """The paper's two-GPU split (groups=2) must have gradients on the CPU too."""
+    """The paper's two-GPU split (groups=2) must have gradients on the CPU too.
+
+    Two steps each: fc8 starts at zero, so the first step's gradient stops there and only fc8 moves.
+    """
     kmodel = keras_models.alexnet("paper", num_classes=4, image_size=67)
     kmodel.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(3).random((4, 67, 67, 3)).astype(np.float32)
     y = np.array([0, 1, 2, 3])
     before = kmodel.get_layer("conv2").get_weights()[0].copy()
-    kmodel.fit(x, y, epochs=1, verbose=0)
+    kmodel.fit(x, y, epochs=1, batch_size=2, verbose=0)
     assert not np.allclose(before, kmodel.get_layer("conv2").get_weights()[0])
 
     tmodel = torch_models.alexnet("paper", num_classes=4, image_size=67)
-    loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2))), torch.from_numpy(y))
-    loss.backward()
+    sgd = torch.optim.SGD(tmodel.parameters(), lr=0.01)
+    for _ in range(2):
+        sgd.zero_grad()
+        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2))),
+                                                 torch.from_numpy(y))
+        loss.backward()
+        sgd.step()
     assert tmodel.conv2.weight.grad.abs().sum() > 0

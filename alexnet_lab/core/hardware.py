@@ -14,8 +14,12 @@ from pathlib import Path
 
 __all__ = [
     "cpuinfo", "parse_cpuinfo", "cpu_flags", "cpu_has_fast_bf16", "cpu_vector_units", "cpu_name", "cpu_mhz",
-    "cpu_clock_mhz", "cpu_cores",
+    "cpu_clock_mhz", "cpu_cores", "PRECISION_ENV_VAR", "mixed_precision_from_env",
 ]
+
+PRECISION_ENV_VAR = "ALEXNET_LAB_MIXED_PRECISION"
+_PRECISION_WORDS = {"auto": "auto", "off": False, "false": False, "0": False, "float32": False,
+                    "on": True, "true": True, "1": True, "bf16": "bf16", "fp16": "fp16"}
 
 CPUINFO = "/proc/cpuinfo"
 CPUFREQ_MAX = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"  # kHz
@@ -133,3 +137,18 @@ def cpu_cores(info: dict | None = None) -> int:
     except (TypeError, ValueError, ZeroDivisionError):
         per_core = 1
     return max(1, logical // max(1, per_core))
+
+
+def mixed_precision_from_env() -> str | bool:
+    """What ``mixed_precision="auto"`` means in this process: ``ALEXNET_LAB_MIXED_PRECISION``, if set.
+
+    ``off`` (or ``float32``) keeps float32 even where bfloat16 is fast, e.g. to reproduce the course's
+    expected results, measured in float32, on a CPU with AMX; ``on``, ``bf16`` and ``fp16`` are the
+    ``mixed_precision`` argument's values; unset or ``auto``: the machine decides. Both frameworks'
+    ``choose_precision`` read it.
+    """
+    word = os.environ.get(PRECISION_ENV_VAR, "auto").strip().lower() or "auto"
+    if word not in _PRECISION_WORDS:
+        raise ValueError(f"{PRECISION_ENV_VAR} must be one of {sorted(_PRECISION_WORDS)}. Received: {word!r}. "
+                         f"Unset it to let the machine decide.")
+    return _PRECISION_WORDS[word]

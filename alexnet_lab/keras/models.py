@@ -98,6 +98,11 @@ def _conv(spec: arch.Conv) -> list[L.Layer]:
     return out
 
 
+def _kernel_init(spec: arch.Dense) -> str:
+    """Keras' name for the record's initialization (biases start at zero in Keras either way)."""
+    return "zeros" if spec.init == "zeros" else "he_uniform"
+
+
 def _layer(spec: arch.Layer) -> list[L.Layer]:
     """The Keras layer(s) for one framework-free layer record."""
     if isinstance(spec, arch.Resize):
@@ -121,7 +126,7 @@ def _layer(spec: arch.Layer) -> list[L.Layer]:
     if isinstance(spec, arch.Dropout):
         return [L.Dropout(spec.rate, name=spec.name)]
     if isinstance(spec, arch.Dense):
-        return [L.Dense(spec.units, kernel_initializer="he_uniform", name=spec.name)]
+        return [L.Dense(spec.units, kernel_initializer=_kernel_init(spec), name=spec.name)]
     raise TypeError(f"No Keras layer for {spec!r}")
 
 
@@ -133,7 +138,8 @@ def build(input_shape: tuple[int, int, int], specs: list[arch.Layer], name: str)
     # Under mixed precision the class scores stay float32, so the softmax and loss are computed accurately.
     if keras.mixed_precision.global_policy().compute_dtype != "float32":
         last = model_layers[-1]
-        model_layers[-1] = L.Dense(last.units, kernel_initializer="he_uniform", dtype="float32", name=last.name)
+        model_layers[-1] = L.Dense(last.units, kernel_initializer=last.kernel_initializer, dtype="float32",
+                                   name=last.name)
     return CheckedSequential(model_layers, name=name)
 
 

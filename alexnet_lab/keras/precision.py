@@ -103,6 +103,9 @@ def choose_precision(device=None, mode: str | bool = "auto") -> tuple[str, str]:
     """
     if not (isinstance(mode, bool) or mode in ("auto", "bf16", "fp16")):
         raise ValueError(f"mixed_precision must be one of {_PRECISION_MODES}, got {mode!r}.")
+    if mode == "auto" and hardware.mixed_precision_from_env() != "auto":
+        policy, reason = choose_precision(device, hardware.mixed_precision_from_env())
+        return policy, f"{reason} ({hardware.PRECISION_ENV_VAR})"
     gpu = _gpu(device)
     if mode is False:
         return "float32", "mixed precision switched off"

@@ -91,7 +91,11 @@ def _layer(spec: arch.Layer, in_shape: tuple[int, ...]) -> nn.Module:
         return nn.Dropout(spec.rate)
     if isinstance(spec, arch.Dense):
         linear = nn.Linear(in_shape[0], spec.units)
-        _he_uniform(linear)
+        if spec.init == "zeros":
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
+        else:
+            _he_uniform(linear)
         return linear
     raise TypeError(f"No PyTorch module for {spec!r}")
 

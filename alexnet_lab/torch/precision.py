@@ -181,6 +181,9 @@ def choose_precision(device=None, mode: str | bool = "auto") -> Precision:
     if not (isinstance(mode, bool) or mode in ("auto", "bf16", "fp16")):
         raise ValueError(f"mixed_precision must be one of {_PRECISION_MODES}, got {mode!r}.")
     device = _device(device)
+    if mode == "auto" and hardware.mixed_precision_from_env() != "auto":
+        chosen = choose_precision(device, hardware.mixed_precision_from_env())
+        return Precision(chosen.dtype, chosen.grad_scaling, f"{chosen.reason} ({hardware.PRECISION_ENV_VAR})")
     if mode is False:
         return Precision("float32", False, "mixed precision switched off")
     if mode == "fp16":

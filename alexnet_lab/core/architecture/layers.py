@@ -100,8 +100,18 @@ class Flatten:
 
 @dataclass(frozen=True)
 class Dense:
+    """A fully connected layer. ``init``: ``"he_uniform"`` (weights; biases zero) or ``"zeros"`` (weights and biases).
+
+    AlexNet's last layer (fc8) starts at zero: every class then gets the same score, so a fresh network
+    predicts 1/C for each of the C classes and its first loss is exactly ln C (2.30 for 10 classes).
+    With He-initialized class scores the first loss on standardized images is 3 to 15, and the first
+    steps are spent undoing that (notebook 04 measures it). The gradients still reach every layer from
+    the second step on: fc8's own gradient (features × errors) is not zero, only what it passes back is.
+    """
+
     name: str
     units: int
+    init: str = "he_uniform"
 
 
 Layer = Resize | Conv | MaxPool | AvgPool | AdaptiveAvgPool | LRN | BatchNorm | Activation | Dropout | Flatten | Dense

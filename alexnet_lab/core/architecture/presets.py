@@ -189,7 +189,7 @@ def describe_alexnet(
         layers.append(Activation(f"relu{fc}"))
         if dropout and not p.dropout_before_fc:
             layers.append(Dropout(f"dropout{fc}", dropout))
-    layers.append(Dense("fc8", num_classes))
+    layers.append(Dense("fc8", num_classes, init="zeros"))  # first loss exactly ln(num_classes): see Dense
 
     input_shape = (image_size, image_size, in_channels)
     check_fits(f"AlexNet(preset={p.name!r})", input_shape, layers,
