@@ -6,7 +6,8 @@ calls after every epoch; in PyTorch the training loop calls them itself.
 
 * :func:`make_optimizer` -- SGD with momentum (the paper's) or Adam, weight decay as in the paper,
   optionally clipping the gradients' global norm.
-* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"`` or none.
+* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"``, ``"onecycle"`` (set
+  before every batch; see :mod:`alexnet_lab.core.schedules`) or none.
 * :func:`make_early_stopping` -- ``keras.callbacks.EarlyStopping``, or none.
 
 Weight decay: Keras' own ``weight_decay=`` argument is *decoupled* (it shrinks the weights
@@ -28,10 +29,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-__all__ = ["make_optimizer", "make_scheduler", "make_early_stopping", "SGD", "Adam", "OPTIMIZERS", "SCHEDULES"]
+from alexnet_lab.core.schedules import one_cycle_lr  # noqa: E402
+
+__all__ = ["make_optimizer", "make_scheduler", "make_early_stopping", "SGD", "Adam", "OneCycle", "OPTIMIZERS",
+           "SCHEDULES", "PER_BATCH"]
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = (None, "plateau", "cosine", "step")
+SCHEDULES = (None, "plateau", "cosine", "step", "onecycle")
+PER_BATCH = ("onecycle",)  # schedules set before every batch; the others before every epoch
 
 
 def _add_l2(grads, variables, l2: float):
@@ -67,7 +72,8 @@ class Adam(_WithL2, keras.optimizers.Adam):
 
 
 def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 0.01, momentum: float = 0.9,
-                   weight_decay: float = 5e-4, clip_grad_norm: float | None = None) -> keras.optimizers.Optimizer:
+                   weight_decay: float = 5e-4, clip_grad_norm: float | None = None,
+                   nesterov: bool = False) -> keras.optimizers.Optimizer:
     """SGD with momentum (the paper's) or Adam, with L2 weight decay and optional global-norm clipping.
 
     Args:
@@ -77,6 +83,8 @@ def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 
         name: ``"sgd"`` (with ``momentum``) or ``"adam"`` (``momentum`` is not used).
         lr: the learning rate.
         weight_decay: L2, added to the gradients as in the paper and PyTorch (see the module's docstring).
+        nesterov: Nesterov momentum (SGD only): the gradient is taken where the momentum is about to carry
+            the weights, which damps overshooting at high learning rates.
         clip_grad_norm: rescale the gradients so that their global L2 norm is at most this, before
             each step (Keras' ``global_clipnorm``).
     """
@@ -85,8 +93,11 @@ def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 
                         f"{model!r}. Call e.g. make_optimizer(model, 'sgd', lr=0.01).")
     if clip_grad_norm is not None and clip_grad_norm <= 0:
         raise ValueError(f"clip_grad_norm must be a positive norm, got {clip_grad_norm}.")
+    if nesterov and name != "sgd":
+        raise ValueError(f"nesterov=True needs the 'sgd' optimizer (Nesterov momentum). Received: name={name!r}.")
     if name == "sgd":
-        return SGD(learning_rate=lr, momentum=momentum, l2=weight_decay, global_clipnorm=clip_grad_norm)
+        return SGD(learning_rate=lr, momentum=momentum, nesterov=nesterov, l2=weight_decay,
+                   global_clipnorm=clip_grad_norm)
     if name == "adam":
         return Adam(learning_rate=lr, l2=weight_decay, global_clipnorm=clip_grad_norm)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")
@@ -94,8 +105,8 @@ def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 
 
 def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, *, epochs: int,
                    monitor: str = "val_accuracy", mode: str = "max", plateau_patience: int = 2,
-                   step_every: int | None = None) -> keras.callbacks.Callback | None:
-    """The learning-rate schedule as a Keras callback, applied once per epoch (None for a constant learning rate).
+                   step_every: int | None = None, steps_per_epoch: int | None = None) -> keras.callbacks.Callback | None:
+    """The learning-rate schedule as a Keras callback (None for a constant learning rate): per epoch, or per batch.
 
     The same schedules as :func:`alexnet_lab.torch.optim.make_scheduler`, from the optimizer's
     learning rate when this is called (so call it before training, or before resuming):
@@ -104,6 +115,9 @@ def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, 
       improved (``mode``: ``"max"`` or ``"min"``) for ``plateau_patience`` epochs (``ReduceLROnPlateau``).
     * ``"cosine"``: from ``lr`` down to 0 along half a cosine over ``epochs`` epochs.
     * ``"step"``: divide by 10 every ``step_every`` epochs (default: a third of ``epochs``).
+    * ``"onecycle"``: up from lr/25 to lr over the first quarter of ``epochs × steps_per_epoch`` batches,
+      then down to lr/250,000 (:func:`alexnet_lab.core.schedules.one_cycle_lr`), set before every batch
+      from the optimizer's step count (so a resumed run continues where it was): :class:`OneCycle`.
 
     Pass the callback to ``model.fit(callbacks=[...])``, with the model compiled with ``optimizer``.
     """
@@ -115,12 +129,32 @@ def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, 
         return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.1, patience=plateau_patience,
                                                  min_delta=1e-4)
     lr = float(ops.convert_to_numpy(optimizer.learning_rate))
+    if schedule == "onecycle":
+        if not steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(f"schedule='onecycle' needs steps_per_epoch (batches per epoch). "
+                             f"Received: steps_per_epoch={steps_per_epoch}.")
+        return OneCycle(lr, max(2, epochs * steps_per_epoch))
     if schedule == "cosine":
         return keras.callbacks.LearningRateScheduler(lambda epoch: lr * (1 + math.cos(math.pi * epoch / epochs)) / 2)
     if schedule == "step":
         every = step_every or max(1, epochs // 3)
         return keras.callbacks.LearningRateScheduler(lambda epoch: lr * 0.1 ** (epoch // every))
     return None
+
+
+class OneCycle(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before every batch to :func:`~alexnet_lab.core.schedules.one_cycle_lr`.
+
+    The step is the optimizer's own count of updates (``optimizer.iterations``), which checkpoints keep.
+    """
+
+    def __init__(self, peak: float, total_steps: int):
+        super().__init__()
+        self.peak, self.total_steps = peak, total_steps
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.model.optimizer.learning_rate = one_cycle_lr(step, self.total_steps, self.peak)
 
 
 def make_early_stopping(patience: int | None, *, monitor: str = "val_accuracy",

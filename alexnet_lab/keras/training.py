@@ -56,6 +56,28 @@ __all__ = ["fit", "evaluate", "predict", "ImageCount"]
 
 
 @keras.saving.register_keras_serializable(package="alexnet_lab")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy from logits and integer labels, with label smoothing (Keras' sparse loss has none).
+
+    The target puts ``1 - label_smoothing`` on the right class and ``label_smoothing / C`` on every class,
+    as ``torch.nn.functional.cross_entropy(..., label_smoothing=...)`` does.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        one_hot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, from_logits=True,
+                                                     label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="alexnet_lab")
 class ImageCount(keras.metrics.Metric):
     """Counts the images of the current epoch, so that images/s is exact even when the last batch is smaller."""
 
@@ -96,6 +118,11 @@ class _Recorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.start = self.train_end = time.perf_counter()
         self.validating = False
+        self.lr = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.lr is None:  # the rate of the epoch's first batch (a one-cycle schedule changes it every batch)
+            self.lr = _lr(self.model)
 
     def on_test_begin(self, logs=None):
         self.train_end, self.validating = time.perf_counter(), True  # validation starts: training time ends
@@ -104,7 +131,7 @@ class _Recorder(keras.callbacks.Callback):
         now = time.perf_counter()
         train_seconds = (self.train_end if self.validating else now) - self.start
         values = {k: float(logs[k]) for k in QUALITY_METRICS if k in logs}
-        values.update(lr=_lr(self.model), images_per_s=float(logs["images"]) / train_seconds,
+        values.update(lr=self.lr if self.lr is not None else _lr(self.model), images_per_s=float(logs["images"]) / train_seconds,
                       epoch_time_s=now - self.start)
         self.history.append(**values)
 
@@ -159,6 +186,8 @@ def fit(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    nesterov: bool = False,
+    label_smoothing: float = 0.0,
     schedule: str | None = None,
     plateau_patience: int = 2,
     step_every: int | None = None,
@@ -188,6 +217,8 @@ def fit(
       :func:`alexnet_lab.keras.precision.use_mixed_precision`). ``"auto"`` trains in whatever the
       model was built with; any other value checks that the model matches it.
     * ``channels_last``: Keras models are channels-last (NHWC) already; recorded only.
+    * ``label_smoothing``: the validation loss is smoothed too (Keras computes it with the compiled
+      loss); PyTorch's is plain cross-entropy. Accuracies are the same either way.
     * ``compile``: XLA (``jit_compile``) instead of ``torch.compile``; see
       :func:`alexnet_lab.keras.precision.choose_compile`.
     * ``checkpoint_dir``: ``ModelCheckpoint`` saves ``model.keras`` (weights and optimizer
@@ -217,14 +248,19 @@ def fit(
     jit_compile, compile_reason = keras_precision.choose_compile(None, compile, model=model)
 
     monitor, mode = ("val_accuracy", "max") if val is not None else ("loss", "min")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1). Received: label_smoothing={label_smoothing}.")
     opt = optim.make_optimizer(model, optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               clip_grad_norm=clip_grad_norm)
-    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                               clip_grad_norm=clip_grad_norm, nesterov=nesterov)
+    loss = (SmoothedSparseCrossentropy(label_smoothing) if label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=opt, loss=loss,
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), ImageCount()],
                   jit_compile=jit_compile)
     # Made before resuming: the schedules start from the optimizer's learning rate, lr.
     scheduler = optim.make_scheduler(opt, schedule, epochs=epochs, monitor=monitor, mode=mode,
-                                     plateau_patience=plateau_patience, step_every=step_every)
+                                     plateau_patience=plateau_patience, step_every=step_every,
+                                     steps_per_epoch=batches.num_batches(train))
     stopper = optim.make_early_stopping(early_stopping, monitor=monitor, mode=mode)
     device = keras_precision.describe_device()
     history = History("keras", label, info={
@@ -232,7 +268,8 @@ def fit(
         "channels_last": True, "channels_last_reason": "Keras models are channels-last (NHWC)",
         "compiler": "XLA" if model.jit_compile else None, "compile_reason": compile_reason,
         "seed": seeding.current_seed(), "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-        "schedule": schedule, "monitor": monitor, "max_batches": max_batches, "epochs": epochs,
+        "schedule": schedule, "nesterov": nesterov, "label_smoothing": label_smoothing, "monitor": monitor,
+        "max_batches": max_batches, "epochs": epochs,
     })
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
     initial_epoch, restore = 0, None

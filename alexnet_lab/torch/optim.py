@@ -7,7 +7,8 @@ optimizer and callbacks that ``model.fit`` calls.
 
 * :func:`make_optimizer` -- SGD with momentum (the paper's) or Adam, weight decay as in the paper,
   optionally clipping the gradients' global norm.
-* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"`` or none.
+* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"``, ``"onecycle"`` (stepped
+  after every batch; see :mod:`alexnet_lab.core.schedules`) or none.
 * :func:`make_early_stopping` -- stop when the monitored metric stops improving (:class:`EarlyStopping`).
 
 Weight decay: ``weight_decay=5e-4`` adds ``5e-4 * w`` to every gradient before the momentum step,
@@ -21,14 +22,19 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["make_optimizer", "make_scheduler", "make_early_stopping", "EarlyStopping", "OPTIMIZERS", "SCHEDULES"]
+from alexnet_lab.core.schedules import one_cycle_lr
+
+__all__ = ["make_optimizer", "make_scheduler", "make_early_stopping", "EarlyStopping", "OPTIMIZERS", "SCHEDULES",
+           "PER_BATCH"]
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = (None, "plateau", "cosine", "step")
+SCHEDULES = (None, "plateau", "cosine", "step", "onecycle")
+PER_BATCH = ("onecycle",)  # schedules stepped after every batch; the others after every epoch
 
 
 def make_optimizer(model: nn.Module, name: str = "sgd", *, lr: float = 0.01, momentum: float = 0.9,
-                   weight_decay: float = 5e-4, clip_grad_norm: float | None = None) -> torch.optim.Optimizer:
+                   weight_decay: float = 5e-4, clip_grad_norm: float | None = None,
+                   nesterov: bool = False) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's) or Adam over ``model``'s parameters.
 
     Args:
@@ -36,6 +42,8 @@ def make_optimizer(model: nn.Module, name: str = "sgd", *, lr: float = 0.01, mom
         name: ``"sgd"`` (with ``momentum``) or ``"adam"`` (``momentum`` is not used).
         lr: the learning rate.
         weight_decay: L2, added to the gradients as in the paper (``torch.optim.SGD(weight_decay=...)``).
+        nesterov: Nesterov momentum (SGD only): the gradient is taken where the momentum is about to carry
+            the weights, which damps overshooting at high learning rates.
         clip_grad_norm: if given, the optimizer rescales the gradients so that their global L2 norm is at
             most this, just before each step (like Keras' ``global_clipnorm``). The clipping runs in a step
             pre-hook (``optimizer.register_step_pre_hook``); with a float16 ``GradScaler``,
@@ -44,8 +52,11 @@ def make_optimizer(model: nn.Module, name: str = "sgd", *, lr: float = 0.01, mom
     if not isinstance(model, nn.Module):
         raise TypeError(f"make_optimizer(model, name, ...) takes the model first, got {type(model).__name__} "
                         f"{model!r}. Call e.g. make_optimizer(model, 'sgd', lr=0.01).")
+    if nesterov and name != "sgd":
+        raise ValueError(f"nesterov=True needs the 'sgd' optimizer (Nesterov momentum). Received: name={name!r}.")
     if name == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                    nesterov=nesterov)
     elif name == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     else:
@@ -64,13 +75,16 @@ def make_optimizer(model: nn.Module, name: str = "sgd", *, lr: float = 0.01, mom
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, *, epochs: int,
                    monitor: str = "val_accuracy", mode: str = "max", plateau_patience: int = 2,
-                   step_every: int | None = None):
-    """The learning-rate schedule, stepped once per epoch (None for a constant learning rate).
+                   step_every: int | None = None, steps_per_epoch: int | None = None):
+    """The learning-rate schedule (None for a constant learning rate); stepped once per epoch, or per batch.
 
     * ``"plateau"``: the paper's rule, divide the learning rate by 10 when the monitored
       validation metric has not improved for ``plateau_patience`` epochs.
     * ``"cosine"``: from ``lr`` down to 0 along half a cosine over ``epochs`` epochs.
     * ``"step"``: divide by 10 every ``step_every`` epochs (default: a third of ``epochs``).
+    * ``"onecycle"``: up from lr/25 to lr over the first quarter of ``epochs × steps_per_epoch`` batches,
+      then down to lr/250,000 (:func:`alexnet_lab.core.schedules.one_cycle_lr`). Call ``scheduler.step()``
+      after every batch (:data:`PER_BATCH` lists such schedules; ``fit`` does it).
 
     ``monitor`` names the metric and ``mode`` says whether it should go up (``"max"``) or down
     (``"min"``). PyTorch's plateau scheduler does not read the metric itself: call
@@ -87,6 +101,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, *, ep
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.1,
                                                           patience=plateau_patience - 1, threshold=1e-4,
                                                           threshold_mode="abs", eps=0.0)
+    if schedule == "onecycle":
+        if not steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(f"schedule='onecycle' needs steps_per_epoch (batches per epoch). "
+                             f"Received: steps_per_epoch={steps_per_epoch}.")
+        total = max(2, epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: one_cycle_lr(step, total, 1.0))
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if schedule == "step":

@@ -104,7 +104,7 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
                precision=None, scaler: torch.amp.GradScaler | None = None,
-               clip_grad_norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               clip_grad_norm: float | None = None, label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step on the batch ``(x, y)``: forward, cross-entropy, backward, update.
 
     The step every training loop of the course takes (:func:`fit`, the notebooks' experiments and
@@ -119,6 +119,8 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
             ``None``: float32.
         scaler: a ``torch.amp.GradScaler`` for float16 (loss scaling); ``None``: none.
         clip_grad_norm: clip the gradients' global norm to this value before the update.
+        label_smoothing: the target puts ``1 - label_smoothing`` on the right class and spreads the rest
+            evenly over all classes (``F.cross_entropy(..., label_smoothing=...)``); 0: plain cross-entropy.
 
     Returns the loss and the logits, detached from the graph. The model is used in whatever mode
     it is in: call ``model.train()`` first.
@@ -126,7 +128,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     autocast = precision is not None and precision.autocast
     with torch.autocast(x.device.type, dtype=precision.torch_dtype if autocast else None, enabled=autocast):
         logits = model(x)
-    loss = F.cross_entropy(logits.float(), y)  # the loss in float32, whatever autocast computed in
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)  # float32, whatever autocast used
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -145,11 +147,11 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
 
 
 def _train_epoch(model, data, *, device, optimizer, scaler, precision, channels_last, max_batches, num_classes,
-                 bar) -> dict:
+                 bar, label_smoothing=0.0, batch_scheduler=None) -> dict:
     """Train one epoch; returns the mean loss and accuracy, the number of images and the training time.
 
     The optimizer clips the gradients itself when ``fit`` was given ``clip_grad_norm`` (see
-    :func:`alexnet_lab.torch.optim.make_optimizer`).
+    :func:`alexnet_lab.torch.optim.make_optimizer`). ``batch_scheduler`` is stepped after every batch.
     """
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -161,7 +163,10 @@ def _train_epoch(model, data, *, device, optimizer, scaler, precision, channels_
             break
         x, y = batches.check_batch(batch, num_classes)
         x, y = _to_device(x, y, device, channels_last)
-        loss, logits = train_step(model, x, y, optimizer, precision=precision, scaler=scaler)
+        loss, logits = train_step(model, x, y, optimizer, precision=precision, scaler=scaler,
+                                  label_smoothing=label_smoothing)
+        if batch_scheduler is not None:
+            batch_scheduler.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -224,6 +229,8 @@ def fit(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    nesterov: bool = False,
+    label_smoothing: float = 0.0,
     schedule: str | None = None,
     plateau_patience: int = 2,
     step_every: int | None = None,
@@ -254,9 +261,13 @@ def fit(
         epochs: the total number of epochs (with ``resume``, counting the epochs already done).
         lr, optimizer, momentum, weight_decay: ``"sgd"`` with momentum (the paper's) or ``"adam"``;
             ``weight_decay`` is L2 added to the gradient, as in the paper.
+        nesterov: Nesterov momentum (SGD only).
+        label_smoothing: train against targets with ``1 - label_smoothing`` on the right class and the
+            rest spread over all classes; the validation loss stays plain cross-entropy.
         schedule: None (constant), ``"plateau"`` (divide by 10 after ``plateau_patience``
-            epochs without improvement), ``"cosine"`` or ``"step"`` (divide by 10 every
-            ``step_every`` epochs); see :func:`alexnet_lab.torch.optim.make_scheduler`.
+            epochs without improvement), ``"cosine"``, ``"step"`` (divide by 10 every
+            ``step_every`` epochs) or ``"onecycle"`` (peak ``lr``, stepped after every batch);
+            see :func:`alexnet_lab.torch.optim.make_scheduler`.
         early_stopping: stop after this many epochs without improvement (None: never).
             ``"plateau"`` and early stopping watch ``val_accuracy`` (the paper's validation
             error), or the training loss when there is no ``val``.
@@ -289,14 +300,16 @@ def fit(
 
     Returns:
         A :class:`~alexnet_lab.core.history.History` with, per epoch, ``loss``, ``accuracy``,
-        ``val_loss``, ``val_accuracy`` (with ``val``), ``lr`` (the rate the epoch trained
-        with), ``images_per_s`` (training throughput) and ``epoch_time_s``; its ``info``
+        ``val_loss``, ``val_accuracy`` (with ``val``), ``lr`` (the rate of the epoch's first
+        batch), ``images_per_s`` (training throughput) and ``epoch_time_s``; its ``info``
         records the device, precision, channels-last and seed.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from.")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1). Received: label_smoothing={label_smoothing}.")
     train = batches.as_batches(train, batch_size=batch_size, shuffle=True, what="train")
     val = batches.as_batches(val, batch_size=batch_size, what="val")
 
@@ -310,9 +323,11 @@ def fit(
 
     monitor, mode = ("val_accuracy", "max") if val is not None else ("loss", "min")
     opt = optim.make_optimizer(model, optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               clip_grad_norm=clip_grad_norm)
+                               clip_grad_norm=clip_grad_norm, nesterov=nesterov)
     scheduler = optim.make_scheduler(opt, schedule, epochs=epochs, monitor=monitor, mode=mode,
-                                     plateau_patience=plateau_patience, step_every=step_every)
+                                     plateau_patience=plateau_patience, step_every=step_every,
+                                     steps_per_epoch=batches.num_batches(train, max_batches))
+    batch_scheduler = scheduler if schedule in optim.PER_BATCH else None
     stopper = optim.make_early_stopping(early_stopping, monitor=monitor, mode=mode)
     scaler = torch.amp.GradScaler(dev.type, enabled=precision.grad_scaling)
     generators = checkpoints.data_generators(train)
@@ -322,7 +337,8 @@ def fit(
         "channels_last": use_channels_last, "channels_last_reason": channels_last_reason,
         "compiler": "torch.compile" if use_compile else None, "compile_reason": compile_reason,
         "seed": seeding.current_seed(), "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-        "schedule": schedule, "monitor": monitor, "max_batches": max_batches, "epochs": epochs,
+        "schedule": schedule, "nesterov": nesterov, "label_smoothing": label_smoothing, "monitor": monitor,
+        "max_batches": max_batches, "epochs": epochs,
         "processes": (distributed.process_group() or (0, 1))[1],
     })
     checkpoint = os.path.join(checkpoint_dir, checkpoints.CHECKPOINT_NAME) if checkpoint_dir is not None else None
@@ -333,6 +349,9 @@ def fit(
                                                   generators=generators, process=distributed.process_group(),
                                                   verbose=verbose)
         checkpoints.set_data_epoch(train, start_epoch)  # the loader's next epoch
+        if batch_scheduler is not None:  # the optimizer kept the interrupted run's last rate: take this step's
+            for group, base, factor in zip(opt.param_groups, batch_scheduler.base_lrs, batch_scheduler.lr_lambdas):
+                group["lr"] = base * factor(batch_scheduler.last_epoch)
         if stopper is not None and stopper.stopped:
             if verbose:
                 print("alexnet-lab: this run had already stopped early; nothing to resume.")
@@ -349,25 +368,27 @@ def fit(
     try:
         for epoch in range(start_epoch, epochs):
             epoch_start = time.perf_counter()
+            epoch_lr = opt.param_groups[0]["lr"]
             batch_bar = tqdm(total=batches.num_batches(train, max_batches), desc=f"epoch {epoch + 1}/{epochs}",
                              unit="batch", leave=False, disable=not progress)
             with batch_bar:
                 stats = _train_epoch(trained, train, device=dev, optimizer=opt, scaler=scaler, precision=precision,
                                      channels_last=use_channels_last, max_batches=max_batches,
-                                     num_classes=num_classes, bar=batch_bar if progress else None)
+                                     num_classes=num_classes, bar=batch_bar if progress else None,
+                                     label_smoothing=label_smoothing, batch_scheduler=batch_scheduler)
             values = {"loss": stats["loss"], "accuracy": stats["accuracy"]}
             if val is not None:
                 v = _eval_pass(_unwrapped(model), val, device=dev, precision=precision,
                                channels_last=use_channels_last, max_batches=max_batches, num_classes=num_classes)
                 values.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
-            values.update(lr=opt.param_groups[0]["lr"], images_per_s=stats["images"] / stats["seconds"],
+            values.update(lr=epoch_lr, images_per_s=stats["images"] / stats["seconds"],
                           epoch_time_s=time.perf_counter() - epoch_start)
             history.append(**values)
 
             # After the epoch: the schedule and early stopping look at the monitored metric.
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(values[monitor])
-            elif scheduler is not None:
+            elif scheduler is not None and batch_scheduler is None:
                 scheduler.step()
             stop = stopper.update(values[monitor]) if stopper is not None else False
             if stop:
