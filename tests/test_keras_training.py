@@ -17,6 +17,7 @@ import tensorflow as tf  # noqa: E402
 import alexnet_lab  # noqa: E402
 from alexnet_lab.core import hardware  # noqa: E402
 from alexnet_lab.core.history import History  # noqa: E402
+from alexnet_lab.core.schedules import one_cycle_lr  # noqa: E402
 from alexnet_lab.keras import batches as keras_batches  # noqa: E402
 from alexnet_lab.keras import models as keras_models  # noqa: E402
 from alexnet_lab.keras import optim as keras_optim  # noqa: E402
@@ -146,6 +147,57 @@ def test_cosine_and_step_schedules_match_pytorch(data):
     assert cosine["lr"] == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)], rel=1e-6)
     step = keras_training.fit(small_net(), train, schedule="step", step_every=2, **kw)
     assert step["lr"] == pytest.approx([0.1, 0.1, 0.01, 0.01], rel=1e-6)
+
+
+def test_one_cycle_schedule_is_the_core_formula_and_is_saved_with_the_optimizer():
+    for total, pct in [(100, 0.25), (7, 0.3), (12, 0.25), (1955, 0.25)]:
+        schedule = keras_optim.OneCycle(0.2, total, pct_start=pct)
+        got = [float(schedule(keras.ops.convert_to_tensor(step))) for step in range(total + 2)]
+        assert got == pytest.approx([one_cycle_lr(step, total, 0.2, pct_start=pct) for step in range(total + 2)],
+                                    rel=1e-6)
+    optimizer = keras_optim.make_optimizer(None, "sgd", lr=0.2, nesterov=True)
+    schedule = keras_optim.make_scheduler(optimizer, "onecycle", epochs=3, steps_per_epoch=4)
+    assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+    assert not isinstance(schedule, keras.callbacks.Callback) and "onecycle" in keras_optim.PER_BATCH
+    assert float(optimizer.learning_rate) == pytest.approx(0.2 / 25, rel=1e-6)  # step 0
+    optimizer.iterations.assign(2)
+    assert float(optimizer.learning_rate) == pytest.approx(0.2, rel=1e-6)  # the peak: step 2 (3 = 12/4 steps up)
+    config = keras.optimizers.serialize(optimizer)
+    again = keras.optimizers.deserialize(config)
+    assert isinstance(again, keras_optim.SGD) and again.nesterov
+    assert isinstance(again._learning_rate, keras_optim.OneCycle)  # the schedule itself, not its value
+    assert again._learning_rate.get_config() == schedule.get_config()
+
+
+def test_one_cycle_resumes_mid_schedule_like_an_uninterrupted_run(tmp_path, data):
+    (x, y), _ = data
+
+    def net():  # no dropout: its random masks are not part of a checkpoint
+        keras.utils.set_random_seed(5)
+        return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 5, strides=3, activation="relu"),
+                                 keras.layers.Flatten(), keras.layers.Dense(4)])
+
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(48)  # 4 batches per epoch, always in this order
+
+    class StopInEpoch2:
+        def update(self, history):  # called before the epoch's checkpoint is written: the last one is epoch 1's
+            if history.epochs == 2:
+                raise KeyboardInterrupt
+
+    kw = quiet(lr=0.1, schedule="onecycle", nesterov=True, label_smoothing=0.1)
+    straight = net()
+    whole = keras_training.fit(straight, batches, epochs=3, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        keras_training.fit(net(), batches, epochs=3, checkpoint_dir=tmp_path, live=StopInEpoch2(), **kw)
+    resumed_model = net()
+    resumed = keras_training.fit(resumed_model, batches, epochs=3, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert resumed.info["resumed_from_epoch"] == 1 and int(resumed_model.optimizer.iterations) == 12
+    assert whole["lr"] == pytest.approx([one_cycle_lr(step, 12, 0.1) for step in (0, 4, 8)], rel=1e-6)
+    assert resumed["lr"] == pytest.approx(whole["lr"], rel=1e-6)
+    assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    for a, b in zip(straight.get_weights(), resumed_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert float(resumed_model.optimizer.learning_rate) == pytest.approx(one_cycle_lr(11, 12, 0.1), rel=1e-6)
 
 
 def test_early_stopping_stops_when_validation_accuracy_stops_improving(data):

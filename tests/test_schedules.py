@@ -66,7 +66,7 @@ def test_torch_fit_steps_one_cycle_after_every_batch_and_resumes_it(tmp_path):
     assert resumed["lr"][-1] == pytest.approx(_expected_epoch_lrs()[-1], rel=1e-9)
 
 
-def test_keras_fit_sets_one_cycle_before_every_batch_and_resumes_it(tmp_path):
+def test_keras_fit_steps_one_cycle_after_every_batch_and_resumes_it(tmp_path):
     x, y = _data()
     settings = dict(lr=PEAK, schedule="onecycle", nesterov=True, label_smoothing=0.1, batch_size=16,
                     progress=False, verbose=0)
@@ -100,6 +100,35 @@ def test_label_smoothing_is_the_same_loss_in_both_frameworks():
     assert keras_loss == pytest.approx(expected, rel=1e-6)
     assert float(keras_training.SmoothedSparseCrossentropy(0.0)(labels, logits)) == pytest.approx(
         float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)), rel=1e-6)
+
+
+def test_fit_trains_on_the_smoothed_loss_and_validates_on_the_plain_one_in_both_frameworks():
+    """A model whose logits are a fixed bias (zero weights, lr=0): fit's losses can be computed by hand."""
+    bias = np.array([2.0, -1.0, 0.5], np.float32)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 28, 28, 1)).astype(np.float32), np.tile([0, 1, 1, 2], 3)
+    eps = 0.2
+    log_p = bias - np.log(np.exp(bias).sum())
+    plain = float(-log_p[y].mean())
+    smoothed = float(-((1 - eps) * log_p[y] + eps * log_p.mean()).mean())
+    settings = dict(epochs=1, lr=0.0, weight_decay=0.0, label_smoothing=eps, batch_size=12, progress=False, verbose=0)
+
+    t_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 3))
+    with torch.no_grad():
+        t_model[1].weight.zero_()
+        t_model[1].bias.copy_(torch.from_numpy(bias))
+    t_data = (x.transpose(0, 3, 1, 2).copy(), y)
+    t = torch_training.fit(t_model, t_data, t_data, mixed_precision=False, **settings)
+    k_model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                keras.layers.Dense(3, kernel_initializer="zeros",
+                                                   bias_initializer=keras.initializers.Constant(bias))])
+    k = keras_training.fit(k_model, (x, y), (x, y), **settings)
+    for history in (t, k):
+        assert history["loss"][0] == pytest.approx(smoothed, rel=1e-5), history.framework
+        assert history["val_loss"][0] == pytest.approx(plain, rel=1e-5), history.framework
+        assert history["accuracy"][0] == history["val_accuracy"][0] == pytest.approx(3 / 12)  # class 0 wins
+        assert history.info["label_smoothing"] == eps
+    assert smoothed != pytest.approx(plain, rel=1e-2)  # the test tells the two losses apart
 
 
 def test_nesterov_steps_agree_between_frameworks():

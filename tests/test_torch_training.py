@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 import alexnet_lab
 from alexnet_lab.core import hardware
 from alexnet_lab.core.history import History, format_epoch
+from alexnet_lab.core.schedules import one_cycle_lr
 from alexnet_lab.torch import checkpoints as torch_checkpoints
 from alexnet_lab.torch import models as torch_models
 from alexnet_lab.torch import optim as torch_optim
@@ -118,6 +119,93 @@ def test_cosine_and_step_schedules(data):
     assert step["lr"] == pytest.approx([0.1, 0.1, 0.01, 0.01])
     with pytest.raises(ValueError, match="schedule must be one of"):
         torch_training.fit(small_net(), train, schedule="exponential", **kw)
+
+
+def _lrs_of_every_step(lrs: list):
+    """A global optimizer hook that records the learning rate of every optimizer step (remove it afterwards)."""
+    return register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"]))
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_one_cycle_is_stepped_after_every_batch_with_the_core_formula(data):
+    train, val = data
+    lrs = []
+    hook = _lrs_of_every_step(lrs)
+    try:  # 192 images in batches of 32, at most 5 of them: 5 steps per epoch, 15 in all
+        history = torch_training.fit(small_net(), train, val, epochs=3, lr=0.2, batch_size=32, max_batches=5,
+                                     schedule="onecycle", **quiet())
+    finally:
+        hook.remove()
+    expected = [one_cycle_lr(step, 15, 0.2) for step in range(15)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    assert history["lr"] == pytest.approx(expected[::5], rel=1e-9)  # the rate of each epoch's first batch
+    assert max(lrs) == pytest.approx(0.2, rel=0.05) and lrs[-1] == pytest.approx(0.2 / 25 / 1e4, rel=1e-9)
+    assert history.info["schedule"] == "onecycle"
+    scheduler = torch_optim.make_scheduler(torch_optim.make_optimizer(small_net(), lr=0.2), "onecycle", epochs=3,
+                                           steps_per_epoch=5)
+    assert "onecycle" in torch_optim.PER_BATCH and scheduler.get_last_lr() == pytest.approx([0.2 / 25])
+
+
+def test_one_cycle_resumes_mid_schedule_exactly_like_an_uninterrupted_run(tmp_path, data):
+    train, val = data
+
+    def loader():
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=48, shuffle=True,
+                                           generator=torch.Generator().manual_seed(3))
+
+    class StopAfter2:
+        def update(self, history):  # fit calls it after writing the epoch's checkpoint
+            if history.epochs == 2:
+                raise _Interrupted
+
+    kw = quiet(lr=0.1, schedule="onecycle", nesterov=True, label_smoothing=0.1)
+    alexnet_lab.seed_everything(5, frameworks=("torch",))
+    whole_model, whole_lrs, resumed_lrs = small_net(), [], []
+    hook = _lrs_of_every_step(whole_lrs)
+    try:
+        whole = torch_training.fit(whole_model, loader(), val, epochs=3, **kw)
+    finally:
+        hook.remove()
+    alexnet_lab.seed_everything(5, frameworks=("torch",))
+    with pytest.raises(_Interrupted):  # stopped after epoch 2 of 3, mid-schedule
+        torch_training.fit(small_net(), loader(), val, epochs=3, checkpoint_dir=tmp_path, live=StopAfter2(), **kw)
+    alexnet_lab.seed_everything(99, frameworks=("torch",))  # a new process would not be where the first run was
+    resumed_model = small_net()
+    hook = _lrs_of_every_step(resumed_lrs)
+    try:
+        resumed = torch_training.fit(resumed_model, loader(), val, epochs=3, checkpoint_dir=tmp_path, resume=True,
+                                     **kw)
+    finally:
+        hook.remove()
+    assert len(whole_lrs) == 3 * 4 and resumed_lrs == whole_lrs[8:]  # the third epoch: steps 8 to 11 of 12
+    assert resumed.info["resumed_from_epoch"] == 2
+    for key in whole.metrics:
+        if key not in TIMING:
+            assert resumed[key] == whole[key], key
+    assert all(torch.equal(a, b) for a, b in zip(whole_model.state_dict().values(),
+                                                 resumed_model.state_dict().values()))
+
+
+def test_nesterov_and_label_smoothing_reach_the_optimizer_and_the_loss(data):
+    train, _ = data
+    model = small_net()
+    optimizer = torch_optim.make_optimizer(model, "sgd", nesterov=True)
+    assert optimizer.param_groups[0]["nesterov"] is True
+    assert torch_optim.make_optimizer(model, "sgd").param_groups[0]["nesterov"] is False
+    with pytest.raises(ValueError, match="nesterov=True needs the 'sgd' optimizer"):
+        torch_optim.make_optimizer(model, "adam", nesterov=True)
+    x, y = train[0][:16], train[1][:16]
+    loss, logits = torch_training.train_step(model, x, y, torch.optim.SGD(model.parameters(), lr=0.0),
+                                             label_smoothing=0.2)
+    log_p = torch.log_softmax(logits, 1)
+    expected = -(0.8 * log_p.gather(1, y[:, None]).squeeze(1) + 0.2 * log_p.mean(1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    for wrong in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=f"Received: label_smoothing={wrong}"):
+            torch_training.fit(small_net(), train, label_smoothing=wrong, **quiet())
 
 
 def test_early_stopping_stops_when_validation_accuracy_stops_improving(data):

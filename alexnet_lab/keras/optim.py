@@ -1,13 +1,14 @@
 """The Keras optimizers, learning-rate schedules and early stopping that ``fit`` trains with.
 
 Read this file beside :mod:`alexnet_lab.torch.optim`: the three functions take the same
-arguments there. Here the schedule and early stopping are *callbacks*, which ``model.fit``
-calls after every epoch; in PyTorch the training loop calls them itself.
+arguments there. Here the per-epoch schedules and early stopping are *callbacks*, which
+``model.fit`` calls after every epoch, and the one-cycle schedule is a ``LearningRateSchedule`` that
+the optimizer evaluates at every step; in PyTorch the training loop calls them itself.
 
 * :func:`make_optimizer` -- SGD with momentum (the paper's) or Adam, weight decay as in the paper,
   optionally clipping the gradients' global norm.
-* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"``, ``"onecycle"`` (set
-  before every batch; see :mod:`alexnet_lab.core.schedules`) or none.
+* :func:`make_scheduler` -- ``"plateau"`` (the paper's rule), ``"cosine"``, ``"step"``, ``"onecycle"`` (stepped
+  after every batch; see :mod:`alexnet_lab.core.schedules`) or none.
 * :func:`make_early_stopping` -- ``keras.callbacks.EarlyStopping``, or none.
 
 Weight decay: Keras' own ``weight_decay=`` argument is *decoupled* (it shrinks the weights
@@ -36,7 +37,7 @@ __all__ = ["make_optimizer", "make_scheduler", "make_early_stopping", "SGD", "Ad
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = (None, "plateau", "cosine", "step", "onecycle")
-PER_BATCH = ("onecycle",)  # schedules set before every batch; the others before every epoch
+PER_BATCH = ("onecycle",)  # schedules stepped after every batch; the others after every epoch
 
 
 def _add_l2(grads, variables, l2: float):
@@ -105,8 +106,8 @@ def make_optimizer(model: keras.Model | None, name: str = "sgd", *, lr: float = 
 
 def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, *, epochs: int,
                    monitor: str = "val_accuracy", mode: str = "max", plateau_patience: int = 2,
-                   step_every: int | None = None, steps_per_epoch: int | None = None) -> keras.callbacks.Callback | None:
-    """The learning-rate schedule as a Keras callback (None for a constant learning rate): per epoch, or per batch.
+                   step_every: int | None = None, steps_per_epoch: int | None = None):
+    """The learning-rate schedule (None for a constant learning rate): a callback per epoch, or per batch.
 
     The same schedules as :func:`alexnet_lab.torch.optim.make_scheduler`, from the optimizer's
     learning rate when this is called (so call it before training, or before resuming):
@@ -116,10 +117,13 @@ def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, 
     * ``"cosine"``: from ``lr`` down to 0 along half a cosine over ``epochs`` epochs.
     * ``"step"``: divide by 10 every ``step_every`` epochs (default: a third of ``epochs``).
     * ``"onecycle"``: up from lr/25 to lr over the first quarter of ``epochs × steps_per_epoch`` batches,
-      then down to lr/250,000 (:func:`alexnet_lab.core.schedules.one_cycle_lr`), set before every batch
-      from the optimizer's step count (so a resumed run continues where it was): :class:`OneCycle`.
+      then down to lr/250,000 (:func:`alexnet_lab.core.schedules.one_cycle_lr`). This one is no
+      callback: it returns a :class:`OneCycle` schedule and makes it the optimizer's learning rate
+      (``optimizer.learning_rate = OneCycle(...)``), which the optimizer evaluates at its own step count,
+      ``optimizer.iterations``, before every update; a checkpoint keeps that count, so a resumed run
+      continues the schedule where it was. Call it before the optimizer is built (before training).
 
-    Pass the callback to ``model.fit(callbacks=[...])``, with the model compiled with ``optimizer``.
+    Pass a callback to ``model.fit(callbacks=[...])``, with the model compiled with ``optimizer``.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
@@ -131,9 +135,11 @@ def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, 
     lr = float(ops.convert_to_numpy(optimizer.learning_rate))
     if schedule == "onecycle":
         if not steps_per_epoch or steps_per_epoch < 1:
-            raise ValueError(f"schedule='onecycle' needs steps_per_epoch (batches per epoch). "
-                             f"Received: steps_per_epoch={steps_per_epoch}.")
-        return OneCycle(lr, max(2, epochs * steps_per_epoch))
+            raise ValueError(f"schedule='onecycle' needs steps_per_epoch (batches per epoch; fit takes it from the "
+                             f"training data's length or max_batches). Received: steps_per_epoch={steps_per_epoch}.")
+        one_cycle = OneCycle(lr, max(2, epochs * steps_per_epoch))
+        optimizer.learning_rate = one_cycle
+        return one_cycle
     if schedule == "cosine":
         return keras.callbacks.LearningRateScheduler(lambda epoch: lr * (1 + math.cos(math.pi * epoch / epochs)) / 2)
     if schedule == "step":
@@ -142,19 +148,42 @@ def make_scheduler(optimizer: keras.optimizers.Optimizer, schedule: str | None, 
     return None
 
 
-class OneCycle(keras.callbacks.Callback):
-    """Sets the optimizer's learning rate before every batch to :func:`~alexnet_lab.core.schedules.one_cycle_lr`.
+def _cos(start, end, fraction):
+    """From ``start`` (fraction 0) to ``end`` (fraction 1) along half a cosine, in tensor operations (as in core)."""
+    return end + (start - end) / 2.0 * (ops.cos(math.pi * fraction) + 1.0)
 
-    The step is the optimizer's own count of updates (``optimizer.iterations``), which checkpoints keep.
+
+@keras.saving.register_keras_serializable(package="alexnet_lab")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """:func:`~alexnet_lab.core.schedules.one_cycle_lr` as a Keras ``LearningRateSchedule``: the rate of step ``step``.
+
+    The optimizer calls it with its step count (``optimizer.iterations``, the number of updates
+    already made) before every update, inside the compiled training step. It computes the same
+    formula as the core function, in float64, and returns float32. Serializable: a saved model's
+    optimizer keeps it.
     """
 
-    def __init__(self, peak: float, total_steps: int):
-        super().__init__()
-        self.peak, self.total_steps = peak, total_steps
+    def __init__(self, peak: float, total_steps: int, *, pct_start: float = 0.25, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4):
+        one_cycle_lr(0, total_steps, peak, pct_start=pct_start)  # checks the settings, with the core's errors
+        self.peak, self.total_steps, self.pct_start = float(peak), int(total_steps), float(pct_start)
+        self.div_factor, self.final_div_factor = float(div_factor), float(final_div_factor)
 
-    def on_train_batch_begin(self, batch, logs=None):
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        self.model.optimizer.learning_rate = one_cycle_lr(step, self.total_steps, self.peak)
+    def __call__(self, step):
+        initial = self.peak / self.div_factor
+        final = initial / self.final_div_factor
+        warm_end = self.pct_start * self.total_steps - 1.0  # as in one_cycle_lr
+        last = self.total_steps - 1.0
+        step = ops.minimum(ops.cast(step, "float64"), last)
+        down = _cos(self.peak, final, (step - warm_end) / (last - warm_end))
+        if warm_end > 0:
+            up = _cos(initial, self.peak, ops.minimum(step / warm_end, 1.0))
+            down = ops.where(step <= warm_end, up, down)
+        return ops.cast(down, "float32")
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "pct_start": self.pct_start,
+                "div_factor": self.div_factor, "final_div_factor": self.final_div_factor}
 
 
 def make_early_stopping(patience: int | None, *, monitor: str = "val_accuracy",

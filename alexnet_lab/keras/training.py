@@ -4,7 +4,8 @@ Read this file beside :mod:`alexnet_lab.torch.training`: both ``fit`` functions 
 same arguments and return the same framework-free :class:`~alexnet_lab.core.history.History`,
 so one plotting function serves both. In PyTorch we write the training loop; in Keras
 ``model.fit`` runs it, and each extra -- learning-rate schedule, early stopping,
-checkpoints, TensorBoard -- is a *callback* that ``model.fit`` calls after every epoch::
+checkpoints, TensorBoard -- is a *callback* that ``model.fit`` calls after every epoch (except
+the one-cycle schedule, stepped after every batch: the optimizer evaluates it itself)::
 
     model.compile(optimizer=SGD(learning_rate=0.01, momentum=0.9, l2=5e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -104,12 +105,18 @@ def _num_classes(model: keras.Model) -> int | None:
 # ---------------------------------------------------------------------------
 # Callbacks: history and progress (the checkpoint's are in alexnet_lab.keras.checkpoints)
 # ---------------------------------------------------------------------------
+_PLAIN_LOSS = "cross_entropy"  # the metric that gives the unsmoothed validation loss with label smoothing
+
+
 def _lr(model: keras.Model) -> float:
     return float(ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 class _Recorder(keras.callbacks.Callback):
-    """Fills the framework-free History, with the learning rate the epoch trained with and images/s."""
+    """Fills the framework-free History, with the learning rate of the epoch's first batch and images/s.
+
+    With label smoothing, ``val_loss`` is the plain cross-entropy (``val_cross_entropy``), as in PyTorch.
+    """
 
     def __init__(self, history: History):
         super().__init__()
@@ -120,8 +127,10 @@ class _Recorder(keras.callbacks.Callback):
         self.validating = False
         self.lr = None
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.lr is None:  # the rate of the epoch's first batch (a one-cycle schedule changes it every batch)
+    def on_train_batch_begin(self, batch, logs=None):
+        # After the per-epoch schedules set the epoch's rate, before the first update (a one-cycle
+        # schedule reads the optimizer's step count, which each update advances).
+        if self.lr is None:
             self.lr = _lr(self.model)
 
     def on_test_begin(self, logs=None):
@@ -131,8 +140,10 @@ class _Recorder(keras.callbacks.Callback):
         now = time.perf_counter()
         train_seconds = (self.train_end if self.validating else now) - self.start
         values = {k: float(logs[k]) for k in QUALITY_METRICS if k in logs}
-        values.update(lr=self.lr if self.lr is not None else _lr(self.model), images_per_s=float(logs["images"]) / train_seconds,
-                      epoch_time_s=now - self.start)
+        if f"val_{_PLAIN_LOSS}" in logs:  # label smoothing: the compiled loss is smoothed, the metric is not
+            values["val_loss"] = float(logs[f"val_{_PLAIN_LOSS}"])
+        values.update(lr=self.lr if self.lr is not None else _lr(self.model),
+                      images_per_s=float(logs["images"]) / train_seconds, epoch_time_s=now - self.start)
         self.history.append(**values)
 
 
@@ -217,8 +228,12 @@ def fit(
       :func:`alexnet_lab.keras.precision.use_mixed_precision`). ``"auto"`` trains in whatever the
       model was built with; any other value checks that the model matches it.
     * ``channels_last``: Keras models are channels-last (NHWC) already; recorded only.
-    * ``label_smoothing``: the validation loss is smoothed too (Keras computes it with the compiled
-      loss); PyTorch's is plain cross-entropy. Accuracies are the same either way.
+    * ``label_smoothing``: Keras' ``SparseCategoricalCrossentropy`` has no label smoothing, so the model is
+      compiled with :class:`SmoothedSparseCrossentropy`; ``val_loss`` is, as in PyTorch, the plain
+      cross-entropy (a ``cross_entropy`` metric, which ``fit`` adds then).
+    * ``schedule="onecycle"``: the optimizer's learning rate is a
+      :class:`~alexnet_lab.keras.optim.OneCycle` schedule, evaluated at the optimizer's step count
+      (``optimizer.iterations``, which checkpoints keep) before every update.
     * ``compile``: XLA (``jit_compile``) instead of ``torch.compile``; see
       :func:`alexnet_lab.keras.precision.choose_compile`.
     * ``checkpoint_dir``: ``ModelCheckpoint`` saves ``model.keras`` (weights and optimizer
@@ -230,8 +245,11 @@ def fit(
       worker reads the checkpoint when resuming (see :mod:`alexnet_lab.keras.distributed`).
     * There is no ``device``: TensorFlow uses the GPU when it sees one.
 
-    ``fit`` compiles the model with ``SparseCategoricalCrossentropy(from_logits=True)`` and
-    the accuracy; calling it again continues training the same weights with a new optimizer.
+    ``fit`` compiles the model with ``SparseCategoricalCrossentropy(from_logits=True)`` (or
+    :class:`SmoothedSparseCrossentropy` with ``label_smoothing``) and the accuracy; calling it again
+    continues training the same weights with a new optimizer. The History is the same as PyTorch's:
+    ``loss`` is the training loss (smoothed with ``label_smoothing``), ``val_loss`` plain cross-entropy,
+    ``lr`` the rate of the epoch's first batch.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
@@ -252,15 +270,18 @@ def fit(
         raise ValueError(f"label_smoothing must lie in [0, 1). Received: label_smoothing={label_smoothing}.")
     opt = optim.make_optimizer(model, optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                clip_grad_norm=clip_grad_norm, nesterov=nesterov)
-    loss = (SmoothedSparseCrossentropy(label_smoothing) if label_smoothing
-            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.compile(optimizer=opt, loss=loss,
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), ImageCount()],
-                  jit_compile=jit_compile)
-    # Made before resuming: the schedules start from the optimizer's learning rate, lr.
+    # Made before compiling and resuming: the schedules start from the optimizer's learning rate, lr,
+    # and "onecycle" replaces that rate with a schedule before the optimizer is built.
     scheduler = optim.make_scheduler(opt, schedule, epochs=epochs, monitor=monitor, mode=mode,
                                      plateau_patience=plateau_patience, step_every=step_every,
                                      steps_per_epoch=batches.num_batches(train))
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), ImageCount()]
+    if label_smoothing:
+        loss = SmoothedSparseCrossentropy(label_smoothing)
+        metrics.append(keras.metrics.SparseCategoricalCrossentropy(name=_PLAIN_LOSS, from_logits=True))
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=opt, loss=loss, metrics=metrics, jit_compile=jit_compile)
     stopper = optim.make_early_stopping(early_stopping, monitor=monitor, mode=mode)
     device = keras_precision.describe_device()
     history = History("keras", label, info={
@@ -319,7 +340,7 @@ def _callbacks(history, directory, restore, *, scheduler, stopper, epochs, initi
                  _Progress(epochs=epochs, initial_epoch=initial_epoch, steps=steps, label=label, progress=progress,
                            verbose=verbose, history=history, live=live)]
     watched = {}  # the callbacks whose counters a checkpoint keeps
-    if scheduler is not None:
+    if isinstance(scheduler, keras.callbacks.Callback):  # not "onecycle": the optimizer evaluates that one
         callbacks.append(scheduler)
         if isinstance(scheduler, keras.callbacks.ReduceLROnPlateau):
             watched["plateau"] = scheduler

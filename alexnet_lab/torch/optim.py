@@ -103,8 +103,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, *, ep
                                                           threshold_mode="abs", eps=0.0)
     if schedule == "onecycle":
         if not steps_per_epoch or steps_per_epoch < 1:
-            raise ValueError(f"schedule='onecycle' needs steps_per_epoch (batches per epoch). "
-                             f"Received: steps_per_epoch={steps_per_epoch}.")
+            raise ValueError(f"schedule='onecycle' needs steps_per_epoch (batches per epoch; fit takes it from the "
+                             f"training data's length or max_batches). Received: steps_per_epoch={steps_per_epoch}.")
         total = max(2, epochs * steps_per_epoch)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: one_cycle_lr(step, total, 1.0))
     if schedule == "cosine":

@@ -7,13 +7,14 @@ so one plotting function serves both. Keras hides the training loop inside
 
     x, y = x.to(device), y.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
-        loss = F.cross_entropy(model(x), y)        # the models return logits
+        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)   # the models return logits
     optimizer.zero_grad()
     scaler.scale(loss).backward()                  # scaler: only does something for float16
     scaler.unscale_(optimizer)
     nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)   # optional
     scaler.step(optimizer)
     scaler.update()
+    scheduler.step()                               # "onecycle" only; the other schedules after each epoch
 
 Everything else in this file is bookkeeping around those lines: checking the batches,
 progress bars and the history. The optimizer, the learning-rate schedule and early stopping
@@ -262,11 +263,14 @@ def fit(
         lr, optimizer, momentum, weight_decay: ``"sgd"`` with momentum (the paper's) or ``"adam"``;
             ``weight_decay`` is L2 added to the gradient, as in the paper.
         nesterov: Nesterov momentum (SGD only).
-        label_smoothing: train against targets with ``1 - label_smoothing`` on the right class and the
-            rest spread over all classes; the validation loss stays plain cross-entropy.
+        label_smoothing: train against targets with ``1 - label_smoothing`` on the right class and
+            ``label_smoothing / C`` added to each of the C classes (0: plain cross-entropy; must lie in
+            [0, 1)). The History's ``loss`` is this smoothed training loss; ``val_loss`` stays plain
+            cross-entropy, comparable with :func:`evaluate` and with runs without smoothing.
         schedule: None (constant), ``"plateau"`` (divide by 10 after ``plateau_patience``
             epochs without improvement), ``"cosine"``, ``"step"`` (divide by 10 every
-            ``step_every`` epochs) or ``"onecycle"`` (peak ``lr``, stepped after every batch);
+            ``step_every`` epochs) or ``"onecycle"`` (peak ``lr``, stepped after every batch, over
+            ``epochs`` × the batches per epoch: ``len(train)``, or ``max_batches`` if fewer);
             see :func:`alexnet_lab.torch.optim.make_scheduler`.
         early_stopping: stop after this many epochs without improvement (None: never).
             ``"plateau"`` and early stopping watch ``val_accuracy`` (the paper's validation
@@ -301,8 +305,9 @@ def fit(
     Returns:
         A :class:`~alexnet_lab.core.history.History` with, per epoch, ``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy`` (with ``val``), ``lr`` (the rate of the epoch's first
-        batch), ``images_per_s`` (training throughput) and ``epoch_time_s``; its ``info``
-        records the device, precision, channels-last and seed.
+        batch; ``"onecycle"`` changes it after every batch), ``images_per_s`` (training throughput)
+        and ``epoch_time_s``; its ``info`` records the device, precision, channels-last, seed and
+        the training settings (optimizer, lr, schedule, nesterov, label_smoothing, ...).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
