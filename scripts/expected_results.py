@@ -64,14 +64,13 @@ METRICS: dict[str, dict[str, str]] = {
         "healthy run, test accuracy (PyTorch)": "healthy.last('val_accuracy')",
     },
     "05_cifar10": {
-        "Keras test accuracy": "k_acc",
-        "PyTorch test accuracy": "t_acc",
+        "CIFAR-10 test accuracy": "k_acc",
+        "CIFAR-10 test accuracy, PyTorch with the Keras weights": "t_acc",
     },
     "06_fashion_mnist": {
-        "AlexNet Keras test accuracy": "k_acc",
-        "AlexNet PyTorch test accuracy": "t_acc",
-        "LeNet-5 Keras test accuracy": "k_lenet_acc",
-        "LeNet-5 PyTorch test accuracy": "t_lenet_acc",
+        "AlexNet test accuracy": "t_acc",
+        "LeNet-5 test accuracy": "lenet_acc",
+        "AlexNet test accuracy, Keras with the PyTorch weights": "k_acc",
     },
     "07_training_recipe": {
         "full recipe, validation accuracy (PyTorch)": "ablation.mean(recipe.FULL_RECIPE)",
@@ -110,6 +109,8 @@ def hardware() -> str:
     model = hardware.cpu_name() + (f" ({units})" if units else "")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     words = f"{model}, {cores} core{'s' if cores != 1 else ''}"
+    if hardware.mixed_precision_from_env() is False:
+        words += f", float32 ({hardware.PRECISION_ENV_VAR}=off)"
     try:
         import torch
 
@@ -263,8 +264,8 @@ def _fmt(label: str, values: list[float]) -> str:
     f = (lambda v: f"{100 * v:.1f} %") if as_percent else (lambda v: f"{v:.1f}×")
     if len(values) == 1:
         return f(values[0])
-    spread = (max(values) - min(values)) / 2
-    return f"{f(statistics.mean(values))} ± {f(spread).rstrip(' %×')}{' pp' if as_percent else ''}"
+    error = statistics.stdev(values) / len(values) ** 0.5  # the standard error of the mean
+    return f"{f(statistics.mean(values))} ± {f(error).rstrip(' %×')}{' pp' if as_percent else ''}"
 
 
 def _cpu(hardware: str) -> str:
@@ -273,12 +274,12 @@ def _cpu(hardware: str) -> str:
 
 
 def table(records: list[dict]) -> str:
-    """The Markdown table: one row per notebook, profile and metric, mean ± half the range over seeds."""
+    """The Markdown table: one row per notebook, profile and metric, mean ± standard error over seeds."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         groups.setdefault((r["notebook"], r["profile"]), []).append(r)
     order = {"smoke": 0, "laptop": 1, "full": 2}
-    lines = ["| notebook | profile | result | mean ± half-range | seeds | wall time per run | hardware |",
+    lines = ["| notebook | profile | result | mean ± standard error | seeds | wall time per run | hardware |",
              "|---|---|---|---|---|---|---|"]
     for (name, profile), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
         runs.sort(key=lambda r: r["seed"])

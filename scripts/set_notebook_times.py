@@ -28,9 +28,9 @@ FULL = {
     "03": "the full profile (all 50,000 training images, 30 epochs per run) was not measured, as no GPU was "
           "available; preparing the batches on the CPU limits it",
     "04": "the full profile was not measured, as no GPU was available; expect a few minutes on one",
-    "05": "the full profile (all of CIFAR-10, 30 epochs) was not measured, as no GPU was available",
-    "06": "the full profile (all of Fashion-MNIST at 227×227, 30 epochs) was not measured, as no GPU was "
-          "available",
+    "05": "the full profile (the larger cifar10 preset, 30 epochs) was not measured, as no GPU was available",
+    "06": "the full profile (the ImageNet network on images upsampled to 227×227, 30 epochs) was not measured, "
+          "as no GPU was available",
     "07": "the full profile (all of CIFAR-10, 30 epochs per run, 8 runs) was not measured, as no GPU was "
           "available",
     "08": "the full profile (all of CIFAR-10's images, 30 epochs per run) was not measured, as no GPU was "
@@ -49,9 +49,10 @@ def _minutes(seconds: float) -> str:
 
 
 def paragraph(stem: str, records: list[dict]) -> str:
-    walls, where = {}, {}
+    walls, where, busy = {}, {}, False
     for profile in ("smoke", "laptop"):
         runs = [r for r in records if r["notebook"] == stem and r["profile"] == profile and er.timed(r)]
+        busy = busy or any(r.get("note") for r in runs)  # something else ran beside it: the note says what
         walls[profile] = statistics.median(r["wall_s"] for r in runs) if runs else None
         where[profile] = "; ".join(sorted({r["hardware"] for r in runs}))
     if walls["smoke"] is None:
@@ -63,12 +64,13 @@ def paragraph(stem: str, records: list[dict]) -> str:
     link = "see the README's [expected results](../README.md#expected-results)"
     smoke = f"smoke profile {_minutes(walls['smoke'])}"
     cpus = {w for w in where.values() if w}
+    idle = "" if busy else "otherwise idle "
     if len(cpus) > 1:  # the two profiles were timed on different CPUs: name each
-        head = (f"measured from top to bottom on the course's otherwise idle CPUs ({link}): {smoke} on "
+        head = (f"measured from top to bottom on the course's {idle}CPUs ({link}): {smoke} on "
                 f"{where['smoke']} (it only proves that the code runs), laptop profile {laptop} on {where['laptop']}")
     else:
         hardware = cpus.pop() if cpus else "AMD EPYC, 2 cores"
-        head = (f"measured from top to bottom on the course's otherwise idle CPU ({hardware}; {link}): {smoke} "
+        head = (f"measured from top to bottom on the course's {idle}CPU ({hardware}; {link}): {smoke} "
                 f"(it only proves that the code runs), laptop profile {laptop}")
     return f"**Time**, {head}; {FULL[stem[:2]]}. Reading and exercises: about 45 minutes."
 

@@ -66,11 +66,11 @@ def test_recorded_results_are_complete_and_the_readme_shows_them():
     assert any(r["profile"] == "laptop" for r in records), "the table should show the laptop profile"
 
 
-def test_table_gives_mean_and_half_range_over_seeds():
+def test_table_gives_mean_and_standard_error_over_seeds():
     runs = [{"notebook": "05_cifar10", "profile": "laptop", "seed": s, "wall_s": w, "hardware": "cpu",
              "metrics": {"PyTorch test accuracy": a}} for s, w, a in [(0, 600, 0.50), (1, 660, 0.54), (2, 630, 0.52)]]
     text = er.table(runs)
-    assert "| 05 | laptop | PyTorch test accuracy | 52.0 % ± 2.0 pp | 3 | 10.0–11.0 min | cpu |" in text
+    assert "| 05 | laptop | PyTorch test accuracy | 52.0 % ± 1.2 pp | 3 | 10.0–11.0 min | cpu |" in text
     ratio = [{**runs[0], "notebook": "01_x", "metrics": {"ReLU/tanh speed-up to 25 % training error": 3.0}}]
     assert "| 3.0× |" in er.table(ratio)
 
@@ -81,7 +81,7 @@ def test_runs_that_shared_the_cores_count_for_accuracy_but_not_for_time():
     shared = [{**alone, "seed": s, "wall_s": 1500, "hardware": "AMD EPYC (AVX2), 1 core", "timed": False,
                "metrics": {"PyTorch test accuracy": a}} for s, a in [(1, 0.54), (2, 0.52)]]
     text = er.table([alone, *shared])
-    assert "| 52.0 % ± 2.0 pp | 3 | 10.0 min (seed 0) | AMD EPYC (AVX2), 2 cores |" in text
+    assert "| 52.0 % ± 1.2 pp | 3 | 10.0 min (seed 0) | AMD EPYC (AVX2), 2 cores |" in text
     only_shared = er.table(shared)
     assert "25.0 min (runs shared the cores: slower than alone)" in only_shared
 
@@ -126,3 +126,5 @@ def test_notebook_time_line_names_the_cpu_of_each_profile():
     mixed = [same[0] | {"hardware": "CPU B, 2 cores"}, same[1]]
     text = times.paragraph("05_cifar10", mixed)
     assert "smoke profile about 13 s on CPU B, 2 cores" in text and "laptop profile about 24 minutes on CPU A" in text
+    noted = [same[0], same[1] | {"note": "another run on the other core"}]
+    assert "idle" not in times.paragraph("05_cifar10", noted), "a run with company is not called idle"
