@@ -92,7 +92,9 @@ def _torch_model(num_classes=2, seed=0):
     from alexnet_lab.torch import models as torch_models
 
     seed_everything(seed, frameworks=("torch",))
-    return torch_models.alexnet("cifar10", num_classes=num_classes).eval()
+    model = torch_models.alexnet("cifar10", num_classes=num_classes).eval()
+    torch.nn.init.kaiming_uniform_(model.fc8.weight)  # fc8 starts at zero: give the classes different scores
+    return model
 
 
 def test_predict_image_torch_equals_the_test_pipeline(folder):

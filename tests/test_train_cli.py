@@ -42,8 +42,9 @@ def _env(**extra):
 # ---------------------------------------------------------------------------
 def test_settings_come_from_the_profile_and_the_notebooks_unless_given():
     cfg = _settings("--framework", "torch", "--dataset", "cifar10", "--profile", "laptop", "--out", "x")
-    # notebook 05: the cifar10 preset, laptop sizes for CIFAR-10, SGD 0.01 with momentum and a cosine schedule
-    assert (cfg.preset, cfg.per_class, cfg.test_per_class, cfg.epochs, cfg.batch_size) == ("cifar10", 1000, 200, 6, 64)
+    # the laptop profile's CIFAR-10 sizes (all the data, 5 epochs, batches of 128); the cifar10 preset with SGD 0.01
+    # with momentum and a cosine schedule (notebook 05's settings before it moved to the compact preset)
+    assert (cfg.preset, cfg.per_class, cfg.test_per_class, cfg.epochs, cfg.batch_size) == ("cifar10", None, None, 5, 128)
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.optimizer, cfg.schedule) == (0.01, 0.9, 5e-4, "sgd", "cosine")
     assert cfg.augment and cfg.max_batches is None and cfg.strategy == "auto"
     smoke = _settings("--framework", "keras", "--dataset", "fashion_mnist", "--profile", "smoke", "--out", "x")

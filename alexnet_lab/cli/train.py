@@ -10,7 +10,8 @@ Examples::
 The settings are the notebooks': the run profile (``--profile``, else ``$ALEXNET_LAB_PROFILE``,
 else ``laptop``) gives the data sizes, epochs and batch size of the notebook that trains on the
 same data (:mod:`alexnet_lab.core.profiles`); SGD with momentum 0.9, learning rate 0.01, weight decay
-5e-4 and a cosine schedule, as in notebook 05; random crops (padding 1/8) and flips. Every
+5e-4 and a cosine schedule (notebook 05's settings until December 2026: the notebook now trains the
+``compact`` preset with a one-cycle recipe, which this command does not offer yet); random crops (padding 1/8) and flips. Every
 setting can be changed with an option (``alexnet-lab train --help``).
 
 The run folder (``--out``: config.json, history.json, checkpoints/, metrics.json, written by one

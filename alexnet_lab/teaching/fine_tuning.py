@@ -131,7 +131,7 @@ class ImagePrediction:
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable classes with their probabilities."""
-        order = np.argsort(self.probabilities)[::-1][:k]
+        order = np.argsort(-self.probabilities, kind="stable")[:k]  # ties keep class order, as argmax does
         return [(self.classes[i], float(self.probabilities[i])) for i in order]
 
     def __repr__(self) -> str:

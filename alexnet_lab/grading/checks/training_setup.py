@@ -284,7 +284,10 @@ def check_initialization(model) -> Findings:
 
     He initialization (the course's models use its uniform form) gives weights a standard
     deviation of ``sqrt(2 / fan_in)``: with that, signals neither die out nor blow up through
-    ReLU layers. Weights all zero, or 10× too small or too large, stall training.
+    ReLU layers. Weights all zero, or 10× too small or too large, stall training. The output layer
+    is the exception: it feeds the softmax, not a ReLU, and starting it at zero (as the course's
+    models do) or small gives every class the same score, the first loss ln C; each class still
+    gets its own gradient, so its units become different. Only a too large output layer is reported.
     """
     framework = frameworks.framework_of(model)
     weights = []
@@ -301,10 +304,12 @@ def check_initialization(model) -> Findings:
                 w = to_numpy(kernel)
                 weights.append((layer.name, w))
     findings = []
-    for name, w in weights:
+    for i, (name, w) in enumerate(weights):
         fan_in = int(np.prod(w.shape[1:])) if framework == "torch" else int(np.prod(w.shape[:-1]))
         he = math.sqrt(2.0 / fan_in)
         std = float(w.std())
+        if i == len(weights) - 1 and std / he <= 10:
+            continue  # the output layer may start at zero or small (see above)
         if std == 0.0:
             findings.append(Finding(name, "initialization", "error",
                                     f"{name}'s weights are all equal (std 0; He initialization gives {he:.3g}): "
