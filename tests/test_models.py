@@ -25,6 +25,8 @@ CONFIGS = [(p, {}) for p in arch.preset_names()] + [
     ("cifar10", {"norm": "batch", "num_classes": 100}),
     ("torchvision", {"image_size": 256}),  # adaptive pooling from 7×7 to 6×6
     ("classic", {"in_channels": 1, "image_size": 67, "num_classes": 2}),
+    ("compact", {"norm": "batch", "width": 0.5, "num_classes": 2}),
+    ("paper", {"width": 0.5}),  # grouped convolutions: 128, 192, 128 filters stay even
 ]
 IDS = [f"{p}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for p, kw in CONFIGS]
 
@@ -111,6 +113,22 @@ def test_the_compact_preset_is_the_laptop_network_for_cifar10_and_fashion_mnist(
     assert arch.totals(list(grey.values()))["params"] == 653_234 - 5 * 5 * 2 * 96
     batch = {r.name: r for r in arch.layer_table("compact", norm="batch")}
     assert "bn1" in batch and batch["conv1"].params == 5 * 5 * 3 * 96  # BatchNorm's shift replaces the bias
+
+
+def test_width_scales_every_layer_channels_and_the_hidden_units():
+    half = {r.name: r for r in arch.layer_table("compact", width=0.5, norm="batch")}
+    assert [half[f"conv{i}"].output_shape[2] for i in range(1, 6)] == [48, 28, 42, 42, 28]
+    assert half["fc6"].output_shape == half["fc7"].output_shape == (248,) and half["fc8"].output_shape == (10,)
+    full = arch.totals(arch.layer_table("compact", norm="batch"))
+    halved = arch.totals(list(half.values()))
+    assert 0.2 < halved["params"] / full["params"] < 0.3  # most weights connect two scaled layers: about 1/4
+    assert 0.25 < halved["macs"] / full["macs"] < 0.4
+    assert arch.layer_table("compact", width=1.0) == arch.layer_table("compact")
+    for bad in (0, -0.5, "half", True, 5):
+        with pytest.raises(ValueError, match=f"Received: width={bad!r}"):
+            arch.describe_alexnet("compact", width=bad)
+    with pytest.raises(ValueError, match="must stay even"):
+        arch.describe_alexnet("paper", width=0.3)
 
 
 def test_lenet5_in_both_frameworks():

@@ -139,6 +139,7 @@ def describe_alexnet(
     norm: str | None = None,
     dropout: float | None = None,
     resize_to: int | None = None,
+    width: float = 1.0,
 ) -> tuple[tuple[int, int, int], list[Layer]]:
     """Return ``(input_shape, layers)`` for AlexNet with the given preset and overrides.
 
@@ -148,6 +149,8 @@ def describe_alexnet(
     convolution and its ReLU as in Ioffe & Szegedy 2015; the convolution then has no
     bias, since BatchNorm's shift replaces it). ``resize_to`` resizes the input inside
     the model (bilinear) before conv1, so a small data set is never stored resized.
+    ``width`` scales every layer's channels and the hidden units (rounded, at least 1): 0.5 is the
+    "half-width" network, about 3 times cheaper per image than the preset's.
     """
     p = get_preset(preset)
     num_classes = p.num_classes if num_classes is None else positive_int("num_classes", num_classes)
@@ -160,6 +163,14 @@ def describe_alexnet(
     dropout = p.dropout if dropout is None else float(dropout)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout is a probability of dropping a unit: 0 <= dropout < 1, got {dropout}.")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.0 < width <= 4.0:
+        raise ValueError(f"width scales the channels and hidden units: a number in (0, 4], e.g. 0.5 for half "
+                         f"width. Received: width={width!r}.")
+    filters = [max(1, round(f * width)) for f in p.filters]
+    hidden_units = max(1, round(p.hidden_units * width))
+    if p.groups != (1, 1, 1, 1, 1) and any(f % 2 for f in filters):
+        raise ValueError(f"The {p.name!r} preset splits conv2, conv4 and conv5 into 2 groups, so their filters "
+                         f"must stay even; width={width} gives {filters}. Choose a width that keeps them even.")
 
     layers: list[Layer] = []
     if resize_to is not None and resize_to != image_size:
@@ -168,7 +179,7 @@ def describe_alexnet(
     # Five convolutional blocks: conv -> [BatchNorm] -> ReLU -> [LRN] -> [max-pool]
     for i in range(5):
         block = i + 1
-        layers.append(Conv(f"conv{block}", p.filters[i], p.kernels[i], p.strides[i],
+        layers.append(Conv(f"conv{block}", filters[i], p.kernels[i], p.strides[i],
                            p.paddings[i], p.groups[i], bias=(norm != "batch")))
         if norm == "batch":
             layers.append(BatchNorm(f"bn{block}"))
@@ -185,7 +196,7 @@ def describe_alexnet(
     for fc in (6, 7):
         if dropout and p.dropout_before_fc:
             layers.append(Dropout(f"dropout{fc}", dropout))
-        layers.append(Dense(f"fc{fc}", p.hidden_units))
+        layers.append(Dense(f"fc{fc}", hidden_units))
         layers.append(Activation(f"relu{fc}"))
         if dropout and not p.dropout_before_fc:
             layers.append(Dropout(f"dropout{fc}", dropout))
@@ -229,7 +240,7 @@ def layer_table(preset: str | Preset = "classic", **kwargs) -> list[LayerRow]:
     """One :class:`LayerRow` per layer of ``alexnet(preset, **kwargs)``, computed without a framework.
 
     Takes the same keyword arguments as ``alexnet`` (``num_classes``, ``in_channels``,
-    ``image_size``, ``norm``, ``dropout``, ``resize_to``). ``preset="lenet5"`` gives the
+    ``image_size``, ``norm``, ``dropout``, ``resize_to``, ``width``). ``preset="lenet5"`` gives the
     table of LeNet-5 (keyword arguments of ``lenet5``).
     """
     if preset == "lenet5":
