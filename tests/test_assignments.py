@@ -678,35 +678,58 @@ def test_a_hidden_tests_shadowed_names_score_zero(implementation_grades):
 # The course's training assignment (smoke profile: the threshold there is 0, the run proves the code works)
 # ---------------------------------------------------------------------------------------------
 TRAINING = SOURCES / "fashion_mnist_training.ipynb"
-STANDARDIZE = "preprocess = preprocessing.Preprocess(mean=mean, std=std)"
+STANDARDIZE = "preprocessing.Preprocess(mean=mean, std=std, augment=True"
+TRAINING_AUTO_IDS = ["inputs_scaled", "own_model", "accuracy"]
+COURSE_BUILDER = """def build_model():
+    \"\"\"The course's compact AlexNet, not written out.\"\"\"
+    return course_models.alexnet("compact", in_channels=1, image_size=28, norm="batch")"""
+TANH_LENET = """def build_model():
+    \"\"\"A LeNet-5 of one's own: two tanh convolutions, average pooling.\"\"\"
+    from torch import nn
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.Tanh(),
+                         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(),
+                         nn.Linear(84, 10))"""
+
+
+def training_solution():
+    return nbformat.read(TRAINING, as_version=4)
 
 
 @pytest.fixture(scope="module")
 def training_grades(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     released = A.release(TRAINING, root / "release")[0]
-    unscaled = edit(nbformat.read(TRAINING, as_version=4), STANDARDIZE, "preprocess = preprocessing.Preprocess()")
+    unscaled = edit(training_solution(), STANDARDIZE, "preprocessing.Preprocess(augment=True")
     # The laptop profile (its run would take minutes) and another seed, REQUIRED set to 0, the accuracy check stubbed.
-    cheats = edit(edit(nbformat.read(TRAINING, as_version=4), "PROFILE = None", 'PROFILE = "laptop"'), "SEED = 0", "SEED = 5")
+    cheats = edit(edit(training_solution(), "PROFILE = None", 'PROFILE = "laptop"'), "SEED = 0", "SEED = 5")
     cheats.cells[A.grade_ids(cheats)["training"]].source += ("\nREQUIRED = 0.0\n"
                                                              "checks.assert_accuracy = lambda *args, **kwargs: 1.0")
-    results = G.grade([TRAINING, released, write(unscaled, root / "unscaled.ipynb"), write(cheats, root / "cheats.ipynb")],
-                      source=SOURCES, out=root / "grades", timeout=300, profile="smoke", verbose=False)
-    return dict(zip(["solution", "released", "unscaled", "cheats"], results))
+    # The network from the course's builder; a network of LeNet's shape, written out.
+    builder, lenet = training_solution(), training_solution()
+    builder.cells[A.grade_ids(builder)["model"]].source = COURSE_BUILDER
+    lenet.cells[A.grade_ids(lenet)["model"]].source = TANH_LENET
+    keras = edit(training_solution(), 'FRAMEWORK = "torch"', 'FRAMEWORK = "keras"')
+    submissions = {"solution": TRAINING, "released": released, "unscaled": write(unscaled, root / "unscaled.ipynb"),
+                   "cheats": write(cheats, root / "cheats.ipynb"), "builder": write(builder, root / "builder.ipynb"),
+                   "lenet": write(lenet, root / "lenet.ipynb"), "keras": write(keras, root / "keras.ipynb")}
+    results = G.grade(list(submissions.values()), source=SOURCES, out=root / "grades", timeout=300, profile="smoke",
+                      verbose=False)
+    return dict(zip(submissions, results))
 
 
 def test_the_training_solution_scores_full_marks_in_the_smoke_profile(training_grades):
-    g = training_grades["solution"]
-    assert g.status == "completed", g.problems
-    assert [c.grade_id for c in g.cells] == ["inputs_scaled", "accuracy", "analysis"]
-    assert g.points == g.auto_max == 17, [(c.grade_id, c.message) for c in g.cells]
-    assert g.manual_max == 8 and not g.problems
+    for name in ("solution", "keras"):  # the reference solution in both frameworks
+        g = training_grades[name]
+        assert g.status == "completed", (name, g.problems)
+        assert [c.grade_id for c in g.cells] == [*TRAINING_AUTO_IDS, "analysis"]
+        assert g.points == g.auto_max == 22, (name, [(c.grade_id, c.message) for c in g.cells])
+        assert g.manual_max == 8 and not g.problems, (name, g.problems)  # FRAMEWORK is the student's choice
 
 
 def test_the_released_training_notebook_scores_zero(training_grades):
     g = training_grades["released"]
     assert g.status == "completed"
-    assert g.points == 0 and lost(g) == {"inputs_scaled", "accuracy"}
+    assert g.points == 0 and lost(g) == set(TRAINING_AUTO_IDS)
     assert g.by_id("analysis").message == "to grade by hand: not answered (still the placeholder)"
 
 
@@ -716,15 +739,56 @@ def test_inputs_that_are_not_standardized_lose_the_preprocessing_points(training
     assert g.by_id("inputs_scaled").message.startswith("AssertionError: Inputs: the inputs are not standardized")
 
 
+def test_the_network_must_be_the_students_own_and_alexnet_shaped(training_grades):
+    g = training_grades["builder"]
+    assert lost(g) == {"own_model"}  # it trains, and in the smoke profile any accuracy passes
+    assert g.by_id("own_model").message.startswith(
+        "AssertionError: build_model builds the network with the course's own model code"), g.by_id("own_model").message
+    g = training_grades["lenet"]
+    assert lost(g) == {"own_model"}
+    assert g.by_id("own_model").message == ("AssertionError: AlexNet's shape has 5 convolutions and 3 fully connected "
+                                            "layers; build_model has 2 and 3")
+
+
 def test_the_training_conditions_are_the_graders(training_grades):
     g = training_grades["cheats"]
+    cell = A.grade_ids(training_solution())["training"]
     assert g.status == "completed", g.problems  # in the smoke profile, not the laptop one the submission asked for
     assert lost(g) == {"accuracy"}
     assert g.by_id("accuracy").message.startswith(
-        "the submission replaced alexnet_lab.grading.checks.assert_accuracy (in cell 10)")
+        f"the submission replaced alexnet_lab.grading.checks.assert_accuracy (in cell {cell})")
     for note in ("the parameters cell: the submission set PROFILE = 'laptop'; graded with the assignment's "
                  "PROFILE = 'smoke'",
                  "the parameters cell: the submission set SEED = 5; graded with the assignment's SEED = 0",
-                 "cell 10 rebinds `REQUIRED`, which the assignment's cell 'setup' defines"):
+                 f"cell {cell} rebinds `REQUIRED`, which the assignment's cell 'setup' defines"):
         assert any(p.startswith(note) for p in g.problems), (note, g.problems)
     assert g.executed.cells[1].source.startswith("PROFILE = 'smoke'")
+
+
+# ---------------------------------------------------------------------------------------------
+# The training assignment's stored run: the reference solution in the laptop profile, and the prose that quotes it
+# ---------------------------------------------------------------------------------------------
+def _stored_text(cell) -> str:
+    return "".join(o.get("text", "") or "".join(o.get("data", {}).get("text/plain", "")) for o in cell.get("outputs", []))
+
+
+def test_the_training_solution_is_stored_with_its_laptop_run():
+    import re
+
+    nb = training_solution()
+    ids = A.grade_ids(nb)
+    assert "Run profile 'laptop'" in _stored_text(nb.cells[ids["setup"]])
+    stored = _stored_text(nb.cells[ids["accuracy"]])
+    match = re.search(r"Test accuracy (\d+\.\d\d)% on 10,000 images; required in the 'laptop' profile: 90\.5%", stored)
+    assert match, stored
+    alexnet = float(match.group(1))
+    lenet = float(re.search(r"LeNet-5: test accuracy (\d+\.\d\d)% on 10,000 images", _stored_text(
+        nb.cells[ids["baseline"]])).group(1))
+    assert alexnet >= 90.5 and alexnet > lenet
+    header, analysis = nb.cells[0].source, nb.cells[ids["analysis"]].source
+    for number in (alexnet, lenet):  # the prose quotes the stored run's numbers
+        assert f"{number:.2f} %" in header and f"{number:.2f} %" in analysis, number
+    assert not any(c.get("outputs") and any(o.get("output_type") == "error" for o in c.outputs) for c in nb.cells)
+    text = "\n".join(c.source for c in nb.cells).upper()
+    for marker in ("PLACEHOLDER", "{{", "TODO", "TBD"):
+        assert marker not in text, marker
