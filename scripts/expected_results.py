@@ -73,15 +73,27 @@ METRICS: dict[str, dict[str, str]] = {
         "AlexNet test accuracy, Keras with the PyTorch weights": "k_acc",
     },
     "07_training_recipe": {
-        "full recipe, validation accuracy (PyTorch)": "ablation.mean(recipe.FULL_RECIPE)",
-        "centre crop, test accuracy (PyTorch)": "t_result.center_accuracy",
-        "ten crops, test accuracy (PyTorch)": "t_result.ten_crop_accuracy",
+        "full recipe test accuracy": "ablation.mean(recipe.FULL_RECIPE)",
+        "without augmentation test accuracy": "ablation.mean('without augmentation')",
+        "without dropout test accuracy": "ablation.mean('without dropout')",
+        "without weight decay test accuracy": "ablation.mean('without weight decay')",
+        "without schedule test accuracy": "ablation.mean('without schedule')",
+        "full recipe training accuracy": "float(np.mean([r.train_accuracy for r in ablation.runs "
+                                         "if r.label == recipe.FULL_RECIPE]))",
+        "without augmentation training accuracy": "float(np.mean([r.train_accuracy for r in ablation.runs "
+                                                  "if r.label == 'without augmentation']))",
+        "centre crop test accuracy": "t_result.center_accuracy",
+        "ten crops test accuracy": "t_result.ten_crop_accuracy",
     },
     "08_your_own_images": {
-        "Keras from scratch, test accuracy": "test_accuracy['Keras, from scratch']",
-        "Keras fine-tuned, test accuracy": "test_accuracy['Keras, fine-tuned']",
-        "PyTorch from scratch, test accuracy": "test_accuracy['PyTorch, from scratch']",
-        "PyTorch fine-tuned, test accuracy": "test_accuracy['PyTorch, fine-tuned']",
+        "from scratch test accuracy": "scratch_acc",
+        "fine-tuned test accuracy": "finetuned_acc",
+        "last layer only test accuracy": "float(np.mean(results[SIZES[0], 'last layer only']))",
+        "from scratch test accuracy, 100 per class": "float(np.mean(results[SIZES[-1], 'from scratch']))",
+        "fine-tuned test accuracy, 100 per class": "float(np.mean(results[SIZES[-1], 'all layers']))",
+        "teacher test accuracy (8 classes)": "teacher_acc",
+        "teacher test accuracy, Keras with the PyTorch weights": "k_teacher_acc",
+        "fine-tuned test accuracy, Keras (one run)": "k_acc",
     },
 }
 INJECTED = "injected-by-expected-results"

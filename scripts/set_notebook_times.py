@@ -33,7 +33,7 @@ FULL = {
           "as no GPU was available",
     "07": "the full profile (all of CIFAR-10, 30 epochs per run, 8 runs) was not measured, as no GPU was "
           "available",
-    "08": "the full profile (all of CIFAR-10's images, 30 epochs per run) was not measured, as no GPU was "
+    "08": "the full profile (the teacher for 30 epochs) was not measured, as no GPU was "
           "available",
 }
 

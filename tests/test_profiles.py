@@ -109,8 +109,8 @@ def test_full_uses_paper_like_epochs():
 
 
 def test_estimated_seconds_arithmetic():
-    p = profiles.get("laptop").for_notebook("own_images")  # a subset: per_class is a number
-    work = profiles.NOTEBOOKS["own_images"]
+    p = profiles.get("laptop").for_notebook("image_folder")  # a subset: per_class is a number
+    work = profiles.NOTEBOOKS["image_folder"]
     expected = p.epochs * (p.per_class * 10 / work.cpu_train_images_per_s
                            + p.test_per_class * 10 / work.cpu_eval_images_per_s)
     assert p.estimated_seconds("cpu") == pytest.approx(expected)

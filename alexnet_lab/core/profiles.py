@@ -4,8 +4,8 @@ The same notebook has to run in three places, so it asks a *profile* for its siz
 
 * ``smoke``: seconds per notebook, for CI and tests. Tiny subsets, one epoch, a few
   batches. The numbers it prints mean nothing; it only proves that the code runs.
-* ``laptop`` (the default): a student's CPU. Each training notebook finishes in 3 to 30
-  minutes on 2 cores and still learns something real.
+* ``laptop`` (the default): a student's CPU. Each training notebook finishes within 15
+  minutes on the course's 2-core CPU (the whole series within 100) and shows its idea.
 * ``full``: a GPU. All the data, paper-like numbers of epochs.
 
 A notebook chooses its profile in its parameters cell (tagged ``parameters``, so
@@ -47,7 +47,7 @@ __all__ = [
 
 ENV_VAR = "ALEXNET_LAB_PROFILE"
 DEFAULT = "laptop"
-LAPTOP_MINUTES = 30  # the most a laptop-profile training notebook may take on a 2-core CPU
+LAPTOP_MINUTES = 15  # the most a laptop-profile training notebook may take on the reference CPU (seed 0, alone)
 
 
 # ---------------------------------------------------------------------------
@@ -110,21 +110,24 @@ NOTEBOOKS: Mapping[str, Workload] = MappingProxyType({
         "classic AlexNet on a folder of photos", "colour images resized to 227×227", 10,
         cpu_train_images_per_s=31, cpu_eval_images_per_s=96,
         gpu_train_images_per_s=13_000, gpu_eval_images_per_s=41_000),
-    # Notebook 07: the full recipe, one run per ingredient left out, and a second seed of the full
-    # recipe: 8 PyTorch runs of the cifar10 preset (its speeds).
+    # Notebook 07: the full recipe and four variants, three seeds each: 15 PyTorch runs of the half-width compact
+    # network (BatchNorm) on 2,000 images for 25 epochs. CPU: about 1,300 images/s in training on one core of the
+    # reference CPU (AMD EPYC, 2026-12-07). Each run is measured once after its last epoch (10,000 test and 2,000
+    # training images at about 1,500/s), not after every epoch as the estimate counts: spread over 25 epochs that
+    # is about 30,000 images/s.
     "recipe": Workload(
-        "the paper's training recipe, one ingredient at a time (cifar10 preset, PyTorch)",
+        "the paper's training recipe, one ingredient at a time (half-width compact network, PyTorch)",
         "32×32 colour images as they are", 10,
-        cpu_train_images_per_s=71, cpu_eval_images_per_s=200,
-        gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000, runs=8),
-    # Notebook 08: pre-training on 8 CIFAR-10 classes (PyTorch), then cats vs dogs from scratch and
-    # fine-tuned in each framework: five runs that add up to about 1.4 runs over 10 classes' per_class
-    # images. Its Keras runs go faster than 71 images/s (XLA), and the measured laptop notebook took
-    # 12.8 minutes in all, about one such run: counted as 1.
+        cpu_train_images_per_s=1_300, cpu_eval_images_per_s=30_000,
+        gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000, runs=15),
+    # Notebook 08: a half-width compact teacher (BatchNorm) trained by PyTorch on the 40,000 images of 8 CIFAR-10
+    # classes, then 31 short runs on 50 or 200 cat and dog photos (about 2 minutes) and one Keras run. CPU: the
+    # teacher trained at 970 images/s on one core of the reference CPU (AMD EPYC, 2026-12-07); the rate below
+    # spreads the whole notebook's model time over the 50,000 images per epoch that the estimate counts.
     "own_images": Workload(
-        "cats vs dogs from CIFAR-10 (cifar10 preset), pre-trained on the other 8 classes",
+        "cats vs dogs from CIFAR-10: a half-width compact teacher on the other 8 classes, then fine-tuning",
         "32×32 colour images as they are", 10,
-        cpu_train_images_per_s=71, cpu_eval_images_per_s=200,
+        cpu_train_images_per_s=600, cpu_eval_images_per_s=3_000,
         gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000, runs=1),
     # Notebook 01: the paper's Figure 1 at small scale, a four-layer conv net (10.7 M MACs per image,
     # activations.describe_figure1_net) trained twice, with ReLU and with tanh, in PyTorch. Its CPU training
@@ -336,9 +339,9 @@ _DATA_PER_CLASS = {"lenet5": (6000, 1000), "fashion_mnist": (6000, 1000), "cifar
 #   cifar10        all 50,000 images × 5 epochs at 438/s (compact), 10,000 tests ~ 10 min, one run (Keras; PyTorch
 #                  gets its weights; two short runs of 10,240 images add under a minute)
 #   image_folder   1,000 images × 5 epochs at 31/s, 200 tests × 5 at 96/s       ~ 3 min
-#   recipe         1,500 images × 4 epochs at 71/s, 1,000 tests × 4 at 200/s   ~ 1.7 min, 8 runs: ~ 14 min
-#   own_images     8,000 images × 6 epochs at 71/s, 2,000 tests × 6 at 200/s   ~ 12 min, counted as 1 run (measured:
-#                  12.8 min in all; see NOTEBOOKS)
+#   recipe         2,000 images × 25 epochs at 1,300/s, 10,000 tests once        ~ 46 s, 15 runs: ~ 12 min
+#   own_images     all 50,000 images × 4 epochs at 600/s, 10,000 tests ~ 6 min, one run (the teacher, PyTorch, on
+#                  the 40,000 images of 8 classes; the fine-tuning runs on a few photos; see NOTEBOOKS)
 #   relu_vs_tanh   3,000 images × 30 epochs at 1,000/s (see NOTEBOOKS)          ~ 1.5 min, 2 runs: ~ 3 min
 #   smoke_test     1,000 images × 4 epochs at 71/s, 500 tests × 4 at 200/s      ~ 1 min, 8 runs: ~ 9 min
 # AlexNet at 227×227 costs 1.1 GMACs per image, so on a CPU it sees few images: notebook authors,
@@ -352,17 +355,16 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
     ),
     "laptop": Profile(
         name="laptop",
-        description=f"for a student's CPU: a training notebook takes 3 to {LAPTOP_MINUTES} minutes on 2 cores "
-                    "(the README's expected-results table has each one's measured time) and learns on a subset "
-                    "of the data",
+        description=f"for a student's CPU: a training notebook takes at most {LAPTOP_MINUTES} minutes on the "
+                    "course's 2-core CPU (the README's expected-results table has each one's measured time)",
         per_class=500, test_per_class=100, epochs=5, batch_size=64,
         overrides={
             "lenet5": {"per_class": None, "test_per_class": None, "epochs": 10, "batch_size": 128},
             "fashion_mnist": {"per_class": None, "test_per_class": None, "epochs": 8, "batch_size": 128},
             "cifar10": {"per_class": None, "test_per_class": None, "epochs": 5, "batch_size": 128},
             "image_folder": {"per_class": 100, "test_per_class": 20, "epochs": 5, "batch_size": 32},
-            "recipe": {"per_class": 150, "test_per_class": 100, "epochs": 4},
-            "own_images": {"per_class": 800, "test_per_class": 200, "epochs": 6},
+            "recipe": {"per_class": 200, "test_per_class": None, "epochs": 25, "batch_size": 128},
+            "own_images": {"per_class": None, "test_per_class": None, "epochs": 4, "batch_size": 128},
             "relu_vs_tanh": {"per_class": 300, "test_per_class": 10, "epochs": 30},
             "smoke_test": {"per_class": 100, "test_per_class": 50, "epochs": 4},
         },
