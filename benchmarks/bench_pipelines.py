@@ -1,15 +1,18 @@
 """How fast do the input pipelines make batches, next to how fast the models they feed train?
 
-For each data set (Fashion-MNIST resized 28 -> 227, CIFAR-10 at 32×32, both with the paper's
-augmentation) and each framework, this prints:
+For each workload and each framework, this prints the rows below. The **laptop** workloads (the default) are
+what the training notebooks train in the laptop profile, with their augmentation and batch size: LeNet-5 and
+the compact network on Fashion-MNIST (06 and Assignment B), the compact network on CIFAR-10 (05), the
+half-width network of the recipe ablation (07, PCA colour noise included) and of the teacher (08). The
+**paper** workloads are the GPU-sized ones: Fashion-MNIST resized 28 -> 227 for the classic AlexNet, and
+the ``cifar10`` preset, both with the paper's augmentation.
 
 * **pipeline**: images/s the input pipeline alone delivers (``torch_pipeline.make_batches`` with 0 and
   2 worker processes, ``keras_pipeline.make_batches``), in steady state: the first batch of every pass
   (start-up) is not counted (:func:`alexnet_lab.core.measure.time_batches`, as in ``alexnet-lab bench``);
 * **training**: images/s of training steps (forward, backward, SGD update: PyTorch's is
   ``torch_training.train_step``, Keras' ``model.train_on_batch``) of the model it feeds, on a
-  batch already in memory: the classic AlexNet with 1 input channel for 227×227 Fashion-MNIST (the
-  ``fashion_mnist`` preset resizes inside the model instead), the ``cifar10`` preset for CIFAR-10;
+  batch already in memory;
 * **fed**: images/s of the same training steps taking their batches from the pipeline.
 
 The pipeline is not the bottleneck when its images/s is well above the training images/s, and
@@ -18,7 +21,8 @@ The images are random, of the data sets' shapes: the speed does not depend on th
 
 Usage::
 
-    python benchmarks/bench_pipelines.py --quick            # a few minutes on 2 idle CPU cores
+    python benchmarks/bench_pipelines.py --quick            # the laptop workloads, a few minutes on 2 idle cores
+    python benchmarks/bench_pipelines.py --cases paper      # the GPU-sized workloads
     python benchmarks/bench_pipelines.py --json results.json
 
 From Python::
@@ -47,11 +51,29 @@ from alexnet_lab.data import preprocessing  # noqa: E402
 from alexnet_lab.keras import pipeline as keras_pipeline  # noqa: E402
 from alexnet_lab.torch import pipeline as torch_pipeline  # noqa: E402
 
-# Each case: a data set's image shape, the Preprocess arguments, and the model the pipeline feeds.
+# Each case: a data set's image shape, the Preprocess.for_training arguments, the model the pipeline feeds
+# (AlexNet's builder arguments, or "lenet5") and the batch size (None: the settings').
+_PAD4 = dict(crop="pad", crop_padding=4, flip=True, lighting_std=0.0)
+_COMPACT = dict(preset="compact", norm="batch")
 CASES = {
-    "fashion_mnist 28->227": dict(shape=(28, 28, 1), image_size=227,
-                                  model=dict(preset="classic", in_channels=1, num_classes=10)),
-    "cifar10 32": dict(shape=(32, 32, 3), image_size=None, model=dict(preset="cifar10")),
+    "laptop": {
+        "06 LeNet-5, Fashion-MNIST": dict(shape=(28, 28, 1), pre=dict(crop="pad", crop_padding=2, flip=True,
+                                                                      lighting_std=0.0), model="lenet5",
+                                          batch_size=128),
+        "06 compact, Fashion-MNIST": dict(shape=(28, 28, 1), pre=dict(crop="pad", crop_padding=2, flip=True,
+                                                                      lighting_std=0.0),
+                                          model=dict(_COMPACT, in_channels=1, image_size=28), batch_size=128),
+        "05 compact, CIFAR-10": dict(shape=(32, 32, 3), pre=_PAD4, model=_COMPACT, batch_size=128),
+        "07 half width, CIFAR-10": dict(shape=(32, 32, 3), pre=dict(_PAD4, lighting_std=0.1),
+                                        model=dict(_COMPACT, width=0.5, dropout=0.25), batch_size=128),
+        "08 teacher, half width": dict(shape=(32, 32, 3), pre=_PAD4, model=dict(_COMPACT, width=0.5, num_classes=8),
+                                       batch_size=128),
+    },
+    "paper": {
+        "fashion_mnist 28->227": dict(shape=(28, 28, 1), pre=dict(image_size=227),
+                                      model=dict(preset="classic", in_channels=1, num_classes=10), batch_size=None),
+        "cifar10 32": dict(shape=(32, 32, 3), pre={}, model=dict(preset="cifar10"), batch_size=None),
+    },
 }
 
 SETTINGS = {
@@ -69,7 +91,7 @@ def torch_trainer(model_kwargs):
     from alexnet_lab.torch import models as torch_models
     from alexnet_lab.torch import training as torch_training
 
-    model = torch_models.alexnet(**model_kwargs)
+    model = torch_models.lenet5() if model_kwargs == "lenet5" else torch_models.alexnet(**model_kwargs)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
@@ -86,7 +108,7 @@ def keras_trainer(model_kwargs):
 
     from alexnet_lab.keras import models as keras_models
 
-    model = keras_models.alexnet(**model_kwargs)
+    model = keras_models.lenet5() if model_kwargs == "lenet5" else keras_models.alexnet(**model_kwargs)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
@@ -126,9 +148,11 @@ def _repeat(batch):
 
 def bench_case(name: str, case: dict, settings: dict) -> list[dict]:
     """The rows of one data set: one per input pipeline, with the training speed of the model it feeds."""
-    n, reps, bs, steps = settings["images"], settings["reps"], settings["batch_size"], settings["train_steps"]
+    n, reps, steps = settings["images"], settings["reps"], settings["train_steps"]
+    bs = case["batch_size"] or settings["batch_size"]
+    n = max(n, 4 * bs)
     train, _ = data.random_dataset(n, 1, case["shape"])
-    pre = preprocessing.Preprocess.for_training(train, image_size=case["image_size"])
+    pre = preprocessing.Preprocess.for_training(train, **case["pre"])
     fed_images = preprocessing.num_batches(n, bs, drop_last=True) * bs
     steps = min(steps, fed_images // bs - 1)            # the fed run must not run out of batches
     rows = []
@@ -150,7 +174,8 @@ def bench_case(name: str, case: dict, settings: dict) -> list[dict]:
                 load_average=measure.load_average(), data=name, framework=framework, pipeline=label, batch_size=bs,
                 output_shape=list(first[0].shape[1:]), images_per_pass=counted, repetitions=reps,
                 pipeline_images_per_s=round(pipe_rate, 1),
-                model=", ".join(f"{k}={v}" for k, v in case["model"].items()),
+                model=case["model"] if isinstance(case["model"], str) else
+                ", ".join(f"{k}={v}" for k, v in case["model"].items() if k not in ("norm", "preset")),
                 training_images_per_s=round(train_rate, 1), fed_training_images_per_s=round(fed_rate, 1),
                 pipeline_over_training=round(pipe_rate / train_rate, 1),
             ))
@@ -158,14 +183,16 @@ def bench_case(name: str, case: dict, settings: dict) -> list[dict]:
     return rows
 
 
-def run(quick: bool = True) -> list[dict]:
-    """Measure every case; returns one dict per (data set, input pipeline) and prints them as they come."""
+def run(quick: bool = True, cases: str = "laptop") -> list[dict]:
+    """Measure every case of ``cases`` (``"laptop"``, ``"paper"`` or ``"all"``); returns one dict per (workload,
+    input pipeline) and prints them as they come."""
     settings = SETTINGS[bool(quick)]
     print(f"input pipelines vs training, {'quick' if quick else 'full'} settings {settings}; "
           f"{os.cpu_count()} CPU cores{_load()}; images/s, medians over {settings['reps']} repetitions", flush=True)
     print(_format_header(), flush=True)
     rows = []
-    for name, case in CASES.items():
+    chosen = {**CASES["laptop"], **CASES["paper"]} if cases == "all" else CASES[cases]
+    for name, case in chosen.items():
         rows.extend(bench_case(name, case, settings))
     return rows
 
@@ -177,12 +204,12 @@ def _load() -> str:
 
 
 def _format_header() -> str:
-    return (f"{'data':<22} {'pipeline':<26} {'pipeline':>10} {'model':<44} {'training':>9} {'fed':>9} "
+    return (f"{'workload':<26} {'pipeline':<26} {'pipeline':>10} {'model':<44} {'training':>9} {'fed':>9} "
             f"{'pipe/train':>10}")
 
 
 def _format_row(r: dict) -> str:
-    return (f"{r['data']:<22} {r['pipeline']:<26} {r['pipeline_images_per_s']:>10.0f} {r['model']:<44} "
+    return (f"{r['data']:<26} {r['pipeline']:<26} {r['pipeline_images_per_s']:>10.0f} {r['model']:<44} "
             f"{r['training_images_per_s']:>9.1f} {r['fed_training_images_per_s']:>9.1f} "
             f"{r['pipeline_over_training']:>9.0f}x")
 
@@ -190,11 +217,13 @@ def _format_row(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, steps and repetitions")
+    parser.add_argument("--cases", choices=("laptop", "paper", "all"), default="laptop",
+                        help="the laptop profile's workloads (default), the GPU-sized ones, or both")
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.json and not Path(args.json).resolve().parent.is_dir():
         parser.error(f"--json: the folder {Path(args.json).resolve().parent} does not exist")
-    rows = run(quick=args.quick)
+    rows = run(quick=args.quick, cases=args.cases)
     if args.json:
         atomic_write_json(args.json, rows)
         print(f"wrote {args.json}")

@@ -6,6 +6,7 @@ import ast
 import builtins
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,37 @@ def test_notebook_time_line_names_the_cpu_of_each_profile():
     assert "smoke profile about 13 s on CPU B, 2 cores" in text and "laptop profile about 24 minutes on CPU A" in text
     noted = [same[0], same[1] | {"note": "another run on the other core"}]
     assert "idle" not in times.paragraph("05_cifar10", noted), "a run with company is not called idle"
+
+
+def _laptop_runs(notebook: str) -> list[dict]:
+    runs = [r for r in er.load_results() if r["notebook"] == notebook and r["profile"] == "laptop"
+            and r["seed"] in (0, 1, 2)]
+    assert sorted(r["seed"] for r in runs) == [0, 1, 2], f"{notebook}: the laptop profile needs seeds 0, 1 and 2"
+    return runs
+
+
+def _mean_and_se(values) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
+
+
+@pytest.mark.parametrize("notebook", ["05_cifar10", "06_fashion_mnist", "07_training_recipe", "08_your_own_images"])
+def test_each_redesigned_lesson_shows_its_idea_in_its_recorded_runs(notebook):
+    """Issue 14's targets, over the three recorded seeds of the laptop profile (fractions; gains paired by seed)."""
+    runs = _laptop_runs(notebook)
+    metric = lambda name: [r["metrics"][name] for r in runs]  # noqa: E731
+    gain = lambda a, b: _mean_and_se([r["metrics"][a] - r["metrics"][b] for r in runs])  # noqa: E731
+    if notebook == "05_cifar10":
+        assert statistics.mean(metric("CIFAR-10 test accuracy")) >= 0.75
+    elif notebook == "06_fashion_mnist":
+        assert statistics.mean(metric("AlexNet test accuracy")) >= 0.915
+        assert statistics.mean(metric("LeNet-5 test accuracy")) >= 0.88
+        assert all(r["metrics"]["AlexNet test accuracy"] > r["metrics"]["LeNet-5 test accuracy"] for r in runs)
+    elif notebook == "07_training_recipe":
+        assert statistics.mean(metric("full recipe test accuracy")) >= 0.55
+        mean, se = gain("full recipe test accuracy", "without augmentation test accuracy")
+        assert mean >= 0.02 and mean > 2 * se, (mean, se)
+    else:
+        mean, se = gain("fine-tuned test accuracy", "from scratch test accuracy")
+        assert mean >= 0.03 and mean > 2 * se, (mean, se)
+    seed0 = next(r for r in runs if r["seed"] == 0)
+    assert er.timed(seed0) and seed0["wall_s"] <= 900, "seed 0, alone on the machine, within 15 minutes"

@@ -1,12 +1,13 @@
-"""recipe: the paper's ingredients as switches, the ablation runner, its plot, and ten-crop testing."""
+"""recipe and ablations: the paper's ingredients as switches, the ablation runner, its verdicts and plot, ten crops."""
 
 import os
 
 import numpy as np
 import pytest
 
+from alexnet_lab.core.history import History
 from alexnet_lab.data import ImageSet, preprocessing
-from alexnet_lab.teaching import recipe
+from alexnet_lab.teaching import ablations, recipe
 from alexnet_lab.teaching.recipe import FULL_RECIPE, INGREDIENTS, Recipe
 
 torch = pytest.importorskip("torch")
@@ -25,7 +26,26 @@ def random_set(n=48, shape=(32, 32, 3), classes=3, seed=0) -> ImageSet:
 def test_the_default_recipe_is_the_papers():
     r = Recipe()
     assert (r.lr, r.momentum, r.weight_decay, r.dropout, r.pca_noise) == (0.01, 0.9, 5e-4, 0.5, 0.1)
+    assert r.schedule == "step" and not r.nesterov
     assert r.ingredients() == list(INGREDIENTS)
+
+
+def test_the_short_run_recipe_is_the_papers_ingredients_with_a_one_cycle_rate():
+    short = recipe.SHORT_RUN
+    assert short.ingredients() == list(INGREDIENTS)
+    options = short.fit_options(25)
+    assert options == {"lr": 0.1, "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                       "schedule": "onecycle", "step_every": None}
+    assert short.without("schedule").fit_options(25)["schedule"] is None
+    assert short.without("momentum").fit_options(25)["nesterov"] is False  # Nesterov needs momentum
+    with pytest.raises(ValueError, match="Received: schedule='cosine'"):
+        Recipe(schedule="cosine")
+
+
+def test_without_augmentation_switches_off_crops_flips_and_pca_noise_together():
+    r = Recipe().without("augmentation")
+    assert not r.crops_flips and r.pca_noise == 0 and r.dropout == 0.5
+    assert r.ingredients() == ["momentum", "weight_decay", "schedule", "dropout"]
 
 
 @pytest.mark.parametrize("ingredient", list(INGREDIENTS))
@@ -49,10 +69,11 @@ def test_impossible_settings_are_refused(bad):
 
 def test_variants_are_the_full_recipe_then_one_off_each():
     plan = recipe.variants()
-    assert list(plan) == [FULL_RECIPE, "no momentum", "no weight decay", "no schedule", "no dropout",
-                          "no crops/flips", "no pca noise"]
-    assert plan["no dropout"].dropout == 0 and plan["no dropout"].momentum == 0.9
-    assert list(recipe.variants(leave_out=["schedule"])) == [FULL_RECIPE, "no schedule"]
+    assert list(plan) == [FULL_RECIPE, "without momentum", "without weight decay", "without schedule",
+                          "without dropout", "without crops/flips", "without PCA noise"]
+    assert plan["without dropout"].dropout == 0 and plan["without dropout"].momentum == 0.9
+    assert list(recipe.variants(leave_out=["schedule", "augmentation"])) == [
+        FULL_RECIPE, "without schedule", "without augmentation"]
 
 
 @pytest.mark.parametrize("epochs, step_every", [(1, 1), (3, 2), (5, 4), (6, 4), (30, 20)])
@@ -62,7 +83,7 @@ def test_the_schedule_divides_by_ten_once_for_the_last_third(epochs, step_every)
     # Exactly one division within the run: step_every < epochs + 1 and 2 * step_every >= epochs.
     lrs = [0.01 * 0.1 ** (e // step_every) for e in range(epochs)]
     assert len({round(lr, 12) for lr in lrs}) == (2 if epochs > 1 else 1)
-    off = Recipe(schedule=False).fit_options(epochs)
+    off = Recipe(schedule=None).fit_options(epochs)
     assert off["schedule"] is None and off["step_every"] is None
 
 
@@ -179,27 +200,61 @@ def test_variants_start_from_the_same_weights():
 
 @pytest.fixture(scope="module")
 def small_ablation():
-    train, val = random_set(n=48, classes=3, seed=0), random_set(n=16, classes=3, seed=1)
+    train, test = random_set(n=48, classes=3, seed=0), random_set(n=16, classes=3, seed=1)
     lines = []
-    ablation = recipe.run_ablation(train, val, epochs=1, batch_size=8, max_batches=1, leave_out=("dropout",),
-                                   seeds=(0,), full_recipe_seeds=(0, 1), progress=False, report=lines.append)
-    return ablation, lines, (train, val)
+    ablation = ablations.run_ablation(train, test, epochs=1, batch_size=8, max_batches=1, leave_out=("dropout",),
+                                      seeds=(0, 1), width=0.25, recipe=Recipe(dropout=0.25), progress=False,
+                                      report=lines.append)
+    return ablation, lines, (train, test)
 
 
 def test_run_ablation_trains_every_variant_and_seed(small_ablation):
     ablation, lines, _ = small_ablation
-    assert [(r.label, r.seed) for r in ablation.runs] == [(FULL_RECIPE, 0), (FULL_RECIPE, 1), ("no dropout", 0)]
-    assert ablation.labels() == [FULL_RECIPE, "no dropout"] and ablation.epochs == 1
-    assert len(lines) == 3 and lines[2].startswith("no dropout") and "validation accuracy" in lines[2]
+    assert [(r.label, r.seed) for r in ablation.runs] == [(FULL_RECIPE, 0), ("without dropout", 0),
+                                                          (FULL_RECIPE, 1), ("without dropout", 1)]
+    assert ablation.labels() == [FULL_RECIPE, "without dropout"] and ablation.epochs == 1
+    assert len(lines) == 4 and lines[1].startswith("without dropout") and "on its training images" in lines[1]
     for run in ablation.runs:
-        assert run.history.epochs == 1 and 0 <= run.val_accuracy <= 1 and run.seconds > 0
-        assert run.history.info["max_batches"] == 1
-    assert ablation.runs[2].recipe.dropout == 0
-    accs = ablation.accuracies(FULL_RECIPE)
-    assert ablation.spread() == pytest.approx(max(accs) - min(accs))
-    assert ablation.mean(FULL_RECIPE) == pytest.approx(np.mean(accs))
-    with pytest.raises(KeyError, match="no schedule"):
-        ablation.accuracies("no schedule")
+        assert run.history.epochs == 1 and 0 <= run.accuracy <= 1 and 0 <= run.train_accuracy <= 1
+        assert run.seconds > 0 and run.history.info["max_batches"] == 1
+        assert "val_accuracy" not in run.history.metrics  # measured once, after the last epoch
+    assert ablation.runs[1].recipe.dropout == 0
+    assert ablation.mean(FULL_RECIPE) == pytest.approx(np.mean(ablation.accuracies(FULL_RECIPE)))
+    with pytest.raises(KeyError, match="without schedule"):
+        ablation.accuracies("without schedule")
+
+
+def test_a_run_accuracy_is_the_models_accuracy_on_the_test_images(small_ablation):
+    from alexnet_lab.torch import pipeline as torch_pipeline
+    from alexnet_lab.torch import training as torch_training
+
+    ablation, _, (train, test) = small_ablation
+    model, pre = ablation.model(), ablation.preprocess()
+    probs, labels = torch_training.predict(model, torch_pipeline.make_batches(test, pre.without_augmentation()))
+    assert ablation.runs[0].accuracy == pytest.approx(np.mean(probs.argmax(1) == labels))
+    assert len(labels) == len(test) == 16
+
+
+def _hand_made(full, without, train=0.9):
+    runs = [ablations.Run(label, seed, Recipe(), History("torch"), 1.0, acc, train)
+            for label, accs in ((FULL_RECIPE, full), ("without x", without)) for seed, acc in enumerate(accs)]
+    return ablations.Ablation(runs=runs, epochs=3)
+
+
+def test_verdicts_come_from_the_standard_error_of_the_paired_differences():
+    helps = _hand_made([0.60, 0.62, 0.61], [0.55, 0.56, 0.57])  # gains 0.05, 0.06, 0.04
+    gain, se = helps.difference("without x")
+    assert gain == pytest.approx(0.05) and se == pytest.approx(0.01 / np.sqrt(3))
+    assert helps.verdict("without x") == "the ingredient helps"
+    assert helps.standard_error() == pytest.approx(np.std([0.60, 0.62, 0.61], ddof=1) / np.sqrt(3))
+    # The seeds move both variants together: the pairs decide, not the spread of each variant's seeds.
+    paired = _hand_made([0.50, 0.60, 0.70], [0.49, 0.59, 0.69])
+    assert paired.verdict("without x") == "the ingredient helps" and paired.difference("without x")[1] < 1e-9
+    assert _hand_made([0.60, 0.55, 0.62], [0.58, 0.59, 0.60]).verdict("without x") == "no clear effect"
+    assert _hand_made([0.50, 0.51, 0.52], [0.55, 0.56, 0.58]).verdict("without x") == "the ingredient hurts"
+    assert _hand_made([0.6], [0.5]).verdict("without x") == "one seed: no verdict"
+    table = helps.table()
+    assert "+5.0 ± 0.6 pts" in table and "the ingredient helps" in table and table.count("\n") == 3
 
 
 def test_run_ablation_keeps_the_full_recipe_model_and_preprocessing(small_ablation):
@@ -208,33 +263,32 @@ def test_run_ablation_keeps_the_full_recipe_model_and_preprocessing(small_ablati
     assert isinstance(model, torch.nn.Module) and [k for k, _ in ablation.models] == [FULL_RECIPE]
     assert ablation.preprocess().mean == preprocessing.channel_stats(train)[0]
     with pytest.raises(KeyError, match="keep_models"):
-        ablation.model("no dropout")
-    table = ablation.table()
-    assert FULL_RECIPE in table and "no dropout" in table and table.count("\n") == 3
+        ablation.model("without dropout")
 
 
 def test_the_same_seed_gives_the_same_run(small_ablation):
-    ablation, _, (train, val) = small_ablation
-    again = recipe.run_ablation(train, val, epochs=1, batch_size=8, max_batches=1, leave_out=(), seeds=(0,),
-                                progress=False, report=None)
-    assert again.runs[0].history["val_loss"] == ablation.runs[0].history["val_loss"]
+    ablation, _, (train, test) = small_ablation
+    again = ablations.run_ablation(train, test, epochs=1, batch_size=8, max_batches=1, leave_out=(), seeds=(0,),
+                                   width=0.25, recipe=Recipe(dropout=0.25), progress=False, report=None)
     assert again.runs[0].history["loss"] == ablation.runs[0].history["loss"]
+    assert again.runs[0].accuracy == ablation.runs[0].accuracy
 
 
 def test_plot_ablation_draws_one_bar_per_variant(small_ablation):
     ablation, _, _ = small_ablation
-    fig = recipe.plot_ablation(ablation, chance=1 / 3)
+    fig = ablations.plot_ablation(ablation, chance=1 / 3)
     ax = fig.axes[0]
-    assert len(ax.patches) >= 2
     bars = [p for p in ax.patches if p.get_height() == pytest.approx(0.6)]
-    assert [b.get_width() for b in bars] == pytest.approx([ablation.mean(FULL_RECIPE), ablation.mean("no dropout")])
-    assert [t.get_text() for t in ax.get_yticklabels()] == [FULL_RECIPE, "no dropout"]
-    assert ax.get_title() and "validation accuracy" in ax.get_xlabel()
+    assert [b.get_width() for b in bars] == pytest.approx([ablation.mean(FULL_RECIPE),
+                                                           ablation.mean("without dropout")])
+    assert [t.get_text() for t in ax.get_yticklabels()] == [FULL_RECIPE, "without dropout"]
+    assert ax.get_title() and "standard errors" in ax.get_xlabel()
     with pytest.raises(ValueError, match="no runs"):
-        recipe.plot_ablation(recipe.Ablation())
+        ablations.plot_ablation(ablations.Ablation())
 
 
 def test_describe_says_what_is_on_and_off():
+    assert "one-cycle lr" in recipe.SHORT_RUN.describe() and "Nesterov momentum 0.9" in recipe.SHORT_RUN.describe()
     text = Recipe().without("pca_noise").without("schedule").describe()
     assert "momentum 0.9" in text and "no PCA noise" in text and "constant lr" in text
     assert "crops + flips" in text and "dropout 0.5" in text

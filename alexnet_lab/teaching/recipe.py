@@ -13,27 +13,27 @@ Krizhevsky et al. (2012) trained AlexNet with (sections 4 and 5 of the paper):
 * and, at test time, the average of the softmax over **ten crops** (four corners and the centre,
   and their mirror images).
 
-A :class:`Recipe` holds the first six as switches, :func:`variants` makes "the recipe minus one
-ingredient" for each of them, :func:`run_ablation` trains every variant with the same seed and
-budget (in PyTorch), and :func:`plot_ablation` draws the validation accuracies.
+A :class:`Recipe` holds the first six as switches (and ``augmentation``, the three augmentations
+together), :func:`variants` makes "the recipe without one ingredient" for each of them, and
 :func:`ten_crop_predict` does the paper's test-time augmentation for a Keras or a PyTorch model.
+:mod:`alexnet_lab.teaching.ablations` trains the variants and compares them.
 
 Two choices made for short, fair comparisons:
 
-* The schedule is a fixed step: the learning rate is divided by 10 once, for the last third of the
-  epochs (``alexnet_lab.torch.training.fit(schedule="step")``). The paper's rule ("when the validation error
-  stops improving", ``schedule="plateau"``) would fire at different epochs in different runs, or
-  not at all in a few epochs, and the comparison would no longer be like with like.
-* "No momentum" keeps the learning rate. With momentum 0.9 the steps add up to about
-  1 / (1 - 0.9) = 10 times the gradient step, so plain SGD at the same rate moves 10 times less:
-  part of what the ablation measures is that smaller step.
+* The paper's schedule divides the rate by 10 when the validation error stops improving; it would
+  fire at different epochs in different runs, or not at all in a short run. ``schedule="step"``
+  divides it once, for the last third of the epochs; ``schedule="onecycle"`` (what the short runs of
+  notebooks 05 and 06 use, and :data:`SHORT_RUN`) warms up and then anneals it towards 0.
+* "Without momentum" keeps the learning rate. With momentum 0.9 the steps add up to about
+  1 / (1 - 0.9) = 10 times the gradient step, so plain SGD at the same rate moves 10 times less.
 
 Example::
 
-    from alexnet_lab.teaching import recipe
-    ablation = recipe.run_ablation(train, val, epochs=5, batch_size=64, seeds=(0,), full_recipe_seeds=(0, 1))
-    recipe.plot_ablation(ablation)
-    result = recipe.ten_crop_predict(ablation.model("full recipe"), test, ablation.preprocess("full recipe"))
+    from alexnet_lab.teaching import ablations, recipe
+    ablation = ablations.run_ablation(train, test, recipe=recipe.SHORT_RUN, epochs=25, batch_size=128,
+                                      leave_out=("augmentation", "dropout"), seeds=(0, 1, 2))
+    print(ablation.table())
+    result = recipe.ten_crop_predict(ablation.model(), test, ablation.preprocess())
     print(result.center_accuracy, result.ten_crop_accuracy)
 """
 
@@ -41,31 +41,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from alexnet_lab.core.history import History
 from alexnet_lab.data import ImageSet, preprocessing
 from alexnet_lab.frameworks import evaluating, framework_of
-from alexnet_lab.teaching.plots import new_figure
 
 __all__ = [
-    "INGREDIENTS", "FULL_RECIPE", "Recipe", "variants", "Run", "Ablation", "train_torch", "run_ablation",
-    "plot_ablation", "test_time_preprocess", "TenCropResult", "ten_crop_predict", "CROP_NAMES",
+    "INGREDIENTS", "FULL_RECIPE", "SCHEDULES", "Recipe", "SHORT_RUN", "variants", "test_time_preprocess",
+    "TenCropResult", "ten_crop_predict", "CROP_NAMES",
 ]
 
 #: The six training ingredients, in the order the notebook introduces them, with what "off" means.
 INGREDIENTS = {
     "momentum": "SGD momentum 0.9 (off: plain SGD, momentum 0, same learning rate)",
     "weight_decay": "weight decay 5e-4 added to the gradient (off: 0)",
-    "schedule": "learning rate divided by 10 for the last third of the epochs (off: constant)",
+    "schedule": "a falling learning rate: ÷ 10 for the last third of the epochs, or one-cycle (off: constant)",
     "dropout": "dropout 0.5 in fc6 and fc7 (off: no dropout layers)",
     "crops_flips": "random crops and left-right flips (off: every image as it is)",
     "pca_noise": "PCA colour noise with alpha ~ Normal(0, 0.1) (off: none)",
 }
+
+#: Not a seventh ingredient: crops, flips and PCA colour noise switched off together (``without("augmentation")``).
+AUGMENTATION = ("crops_flips", "pca_noise")
+
+#: The learning-rate schedules a recipe can use (``None``: constant).
+SCHEDULES = ("step", "onecycle")
 
 #: The label of the run with every ingredient.
 FULL_RECIPE = "full recipe"
@@ -84,7 +87,10 @@ class Recipe:
         lr: the initial learning rate (paper: 0.01).
         momentum: SGD momentum (paper: 0.9; 0 is plain SGD).
         weight_decay: L2 weight decay added to the gradient (paper: 5e-4).
-        schedule: divide the learning rate by 10 for the last third of the epochs.
+        schedule: ``"step"`` (divide the learning rate by 10 for the last third of the epochs),
+            ``"onecycle"`` (up to ``lr`` over the first 30 % of the steps, then down towards 0) or
+            ``None`` (constant).
+        nesterov: Nesterov momentum (not the paper's; notebooks 05 and 06 use it).
         dropout: dropout probability in fc6 and fc7 (paper: 0.5; 0 removes the layers).
         crops_flips: random crops (``crop_padding`` pixels each way) and left-right flips.
         pca_noise: the standard deviation of the PCA colour noise's alpha (paper: 0.1; 0 is off).
@@ -95,13 +101,17 @@ class Recipe:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: bool = True
+    schedule: str | None = "step"
     dropout: float = 0.5
     crops_flips: bool = True
     pca_noise: float = 0.1
     crop_padding: int | None = None
+    nesterov: bool = False
 
     def __post_init__(self):
+        if self.schedule not in (*SCHEDULES, None):
+            raise ValueError(f"Recipe.schedule must be one of {SCHEDULES} or None (constant). "
+                             f"Received: schedule={self.schedule!r}.")
         if not self.lr > 0:
             raise ValueError(f"Recipe.lr must be positive, got {self.lr}.")
         if not 0 <= self.momentum < 1:
@@ -114,26 +124,29 @@ class Recipe:
 
     def without(self, ingredient: str) -> Recipe:
         """This recipe with one ingredient switched off (see :data:`INGREDIENTS`)."""
-        off = {"momentum": {"momentum": 0.0}, "weight_decay": {"weight_decay": 0.0}, "schedule": {"schedule": False},
-               "dropout": {"dropout": 0.0}, "crops_flips": {"crops_flips": False}, "pca_noise": {"pca_noise": 0.0}}
+        off = {"momentum": {"momentum": 0.0, "nesterov": False}, "weight_decay": {"weight_decay": 0.0},
+               "schedule": {"schedule": None}, "dropout": {"dropout": 0.0}, "crops_flips": {"crops_flips": False},
+               "pca_noise": {"pca_noise": 0.0}, "augmentation": {"crops_flips": False, "pca_noise": 0.0}}
         if ingredient not in off:
-            raise ValueError(f"Unknown ingredient {ingredient!r}; the ingredients are {', '.join(INGREDIENTS)}.")
+            raise ValueError(f"Unknown ingredient {ingredient!r}; the ingredients are {', '.join(INGREDIENTS)} "
+                             "(and augmentation: crops, flips and PCA noise together).")
         return dataclasses.replace(self, **off[ingredient])
 
     def ingredients(self) -> list[str]:
         """The ingredients that are on."""
-        on = {"momentum": self.momentum > 0, "weight_decay": self.weight_decay > 0, "schedule": self.schedule,
+        on = {"momentum": self.momentum > 0, "weight_decay": self.weight_decay > 0, "schedule": bool(self.schedule),
               "dropout": self.dropout > 0, "crops_flips": self.crops_flips, "pca_noise": self.pca_noise > 0}
         return [name for name in INGREDIENTS if on[name]]
 
     def step_every(self, epochs: int) -> int | None:
-        """After how many epochs the learning rate is divided by 10 (once): two thirds of ``epochs``, rounded up."""
-        return max(1, math.ceil(2 * epochs / 3)) if self.schedule else None
+        """With ``schedule="step"``: after how many epochs the rate is divided by 10 (once), two thirds of
+        ``epochs`` rounded up; otherwise None."""
+        return max(1, math.ceil(2 * epochs / 3)) if self.schedule == "step" else None
 
     def fit_options(self, epochs: int) -> dict:
         """The keyword arguments of :func:`alexnet_lab.torch.training.fit` / :func:`alexnet_lab.keras.training.fit`."""
-        return {"lr": self.lr, "optimizer": "sgd", "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "schedule": "step" if self.schedule else None, "step_every": self.step_every(epochs)}
+        return {"lr": self.lr, "optimizer": "sgd", "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay, "schedule": self.schedule, "step_every": self.step_every(epochs)}
 
     def preprocess(self, train: ImageSet, *, image_size: int | None = None) -> preprocessing.Preprocess:
         """The training preprocessing: statistics from ``train``, and the augmentations this recipe switches on.
@@ -149,210 +162,29 @@ class Recipe:
 
     def describe(self) -> str:
         """One line: the settings, e.g. ``SGD lr 0.01, momentum 0.9, weight decay 0.0005, ...``."""
-        parts = [f"SGD lr {self.lr:g}", f"momentum {self.momentum:g}", f"weight decay {self.weight_decay:g}",
-                 "lr ÷ 10 for the last third" if self.schedule else "constant lr", f"dropout {self.dropout:g}",
+        schedule = {"step": "lr ÷ 10 for the last third", "onecycle": "one-cycle lr", None: "constant lr"}
+        parts = [f"SGD lr {self.lr:g}", f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum:g}",
+                 f"weight decay {self.weight_decay:g}", schedule[self.schedule], f"dropout {self.dropout:g}",
                  "crops + flips" if self.crops_flips else "no crops/flips",
                  f"PCA noise {self.pca_noise:g}" if self.pca_noise else "no PCA noise"]
         return ", ".join(parts)
 
 
+#: The recipe notebook 07 trains: the paper's ingredients at settings that a 25-epoch run of the half-width
+#: compact network with BatchNorm can use (measured on 2,000 CIFAR-10 images, one seed each: the paper's
+#: ÷ 10 step reached 52.0 %, one-cycle 57.9 %; dropout 0.5 in the 248-unit layers 53.1 %, 0.25 56.8 %).
+#: BatchNorm lets the rate peak at 0.1, ten times the paper's 0.01.
+SHORT_RUN = Recipe(lr=0.1, nesterov=True, schedule="onecycle", dropout=0.25)
+
+
 def variants(recipe: Recipe | None = None, leave_out: Sequence[str] = tuple(INGREDIENTS)) -> dict[str, Recipe]:
-    """``{"full recipe": recipe, "no momentum": ..., "no weight decay": ..., ...}``: one ingredient off at a time."""
+    """``{"full recipe": recipe, "without momentum": ..., ...}``: one ingredient off at a time."""
     recipe = recipe or Recipe()
     out = {FULL_RECIPE: recipe}
     for ingredient in leave_out:
-        out[f"no {ingredient.replace('_', ' ').replace('crops flips', 'crops/flips')}"] = recipe.without(ingredient)
+        name = ingredient.replace("_", " ").replace("crops flips", "crops/flips").replace("pca", "PCA")
+        out[f"without {name}"] = recipe.without(ingredient)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Training runs
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class Run:
-    """One training run of the ablation: which variant, which seed, its history and how long it took."""
-
-    label: str
-    seed: int
-    recipe: Recipe
-    history: History
-    seconds: float
-
-    @property
-    def val_accuracy(self) -> float:
-        """The validation accuracy after the last epoch (not the best epoch's: no peeking at the validation set)."""
-        return self.history.last("val_accuracy")
-
-
-@dataclass
-class Ablation:
-    """All the runs of :func:`run_ablation`, the models that were kept, and their preprocessing."""
-
-    runs: list[Run] = field(default_factory=list)
-    models: dict = field(default_factory=dict)          # (label, seed) -> trained model
-    preprocessing: dict = field(default_factory=dict)   # label -> training Preprocess
-    epochs: int = 0
-
-    def labels(self) -> list[str]:
-        """The variants, in the order they were trained."""
-        return list(dict.fromkeys(run.label for run in self.runs))
-
-    def accuracies(self, label: str) -> list[float]:
-        """The final validation accuracy of every seed of ``label``."""
-        found = [run.val_accuracy for run in self.runs if run.label == label]
-        if not found:
-            raise KeyError(f"No run called {label!r}; the runs are {self.labels()}.")
-        return found
-
-    def mean(self, label: str) -> float:
-        return float(np.mean(self.accuracies(label)))
-
-    def spread(self, label: str = FULL_RECIPE) -> float:
-        """Largest minus smallest accuracy over the seeds of ``label`` (0 with one seed): how much is noise."""
-        values = self.accuracies(label)
-        return float(max(values) - min(values))
-
-    def model(self, label: str = FULL_RECIPE, seed: int | None = None):
-        """A kept model (the first seed's, unless ``seed`` is given)."""
-        for (name, s), model in self.models.items():
-            if name == label and (seed is None or s == seed):
-                return model
-        raise KeyError(f"No model kept for {label!r}" + (f" seed {seed}" if seed is not None else "")
-                       + f"; kept: {list(self.models)}. Pass keep_models=... to run_ablation.")
-
-    def preprocess(self, label: str = FULL_RECIPE) -> preprocessing.Preprocess:
-        """The training preprocessing of ``label`` (its statistics serve the test images too)."""
-        return self.preprocessing[label]
-
-    def table(self) -> str:
-        """A plain-text table: variant, seeds, final validation accuracy, change from the full recipe, time."""
-        base = self.mean(FULL_RECIPE) if any(r.label == FULL_RECIPE for r in self.runs) else math.nan
-        lines = [f"{'variant':<18} {'seeds':>5} {'val accuracy':>13} {'vs full':>8} {'time':>7}",
-                 "-" * 55]
-        for label in self.labels():
-            accs = self.accuracies(label)
-            shown = f"{np.mean(accs):.3f}" + (f" ±{(max(accs) - min(accs)) / 2:.3f}" if len(accs) > 1 else "")
-            delta = "" if label == FULL_RECIPE else f"{self.mean(label) - base:+.3f}"
-            seconds = sum(r.seconds for r in self.runs if r.label == label) / len(accs)
-            lines.append(f"{label:<18} {len(accs):>5} {shown:>13} {delta:>8} {seconds:>6.0f}s")
-        return "\n".join(lines)
-
-
-def train_torch(recipe: Recipe, train: ImageSet, val: ImageSet, *, preset: str = "cifar10", epochs: int,
-                batch_size: int, seed: int = 0, max_batches: int | None = None, label: str = "",
-                progress: bool = False, verbose: int = 0):
-    """Train a fresh PyTorch AlexNet with ``recipe``; returns ``(model, history, training_preprocess)``.
-
-    ``seed`` seeds the weights (:func:`alexnet_lab.seed_everything`) and the data order and
-    augmentation (the pipeline's seed), so two recipes trained with one seed start from the same
-    weights and see the same images in the same order.
-    """
-    from alexnet_lab.frameworks import seed_everything
-    from alexnet_lab.torch import models as torch_models
-    from alexnet_lab.torch import pipeline as torch_pipeline
-    from alexnet_lab.torch import training as torch_training
-
-    preprocess = recipe.preprocess(train)
-    seed_everything(seed, frameworks=("torch",))
-    h, w, c = train.shape
-    model = torch_models.alexnet(preset, num_classes=train.num_classes, in_channels=c, image_size=h,
-                                 dropout=recipe.dropout)
-    train_loader = torch_pipeline.make_batches(train, preprocess, batch_size=batch_size, seed=seed)
-    val_loader = torch_pipeline.make_batches(val, preprocess.without_augmentation(), batch_size=max(batch_size, 256))
-    history = torch_training.fit(model, train_loader, val_loader, epochs=epochs, max_batches=max_batches,
-                                 label=label, progress=progress, verbose=verbose, **recipe.fit_options(epochs))
-    return model, history, preprocess
-
-
-def run_ablation(train: ImageSet, val: ImageSet, *, epochs: int, batch_size: int, recipe: Recipe | None = None,
-                 leave_out: Sequence[str] = tuple(INGREDIENTS), seeds: Sequence[int] = (0,),
-                 full_recipe_seeds: Sequence[int] | None = None, keep_models: Sequence[str] = (FULL_RECIPE,),
-                 preset: str = "cifar10", max_batches: int | None = None, progress: bool = True,
-                 report: Callable[[str], None] | None = print) -> Ablation:
-    """Train the full recipe and the recipe minus each ingredient, with the same seeds and budget (PyTorch).
-
-    Args:
-        train, val: the training images and the validation images the variants are compared on.
-        epochs, batch_size, max_batches: the same budget for every run.
-        recipe: the full recipe (default: the paper's, :class:`Recipe`).
-        leave_out: the ingredients to switch off, one per variant.
-        seeds: the seeds of every variant.
-        full_recipe_seeds: the seeds of the full recipe (default: ``seeds``); more seeds there show
-            how much the accuracy moves from seed to seed, the yardstick for every other difference.
-        keep_models: the variants whose trained models are kept (first seed), e.g. for ten-crop testing.
-        report: called with one line per finished run (None: silent).
-
-    Returns:
-        An :class:`Ablation`.
-    """
-    plan = variants(recipe, leave_out)
-    ablation = Ablation(epochs=epochs)
-    bar = _progress_bar(sum(len(full_recipe_seeds or seeds) if label == FULL_RECIPE else len(seeds)
-                            for label in plan), progress)
-    try:
-        for label, variant in plan.items():
-            for seed in (full_recipe_seeds or seeds) if label == FULL_RECIPE else seeds:
-                bar.set_description(f"{label}, seed {seed}")
-                start = time.perf_counter()
-                model, history, preprocess = train_torch(variant, train, val, preset=preset, epochs=epochs,
-                                                         batch_size=batch_size, seed=seed, max_batches=max_batches,
-                                                         label=f"{label} (seed {seed})")
-                run = Run(label, seed, variant, history, time.perf_counter() - start)
-                ablation.runs.append(run)
-                ablation.preprocessing.setdefault(label, preprocess)
-                if label in keep_models and not any(name == label for name, _ in ablation.models):
-                    ablation.models[(label, seed)] = model
-                bar.update(1)
-                if report is not None:
-                    report(f"{label:<17} seed {seed}: validation accuracy {run.val_accuracy:.3f} after "
-                           f"{history.epochs} epoch{'s' if history.epochs != 1 else ''} ({run.seconds:.0f} s)")
-    finally:
-        bar.close()
-    return ablation
-
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="run", disable=not enabled, leave=False)
-
-
-def plot_ablation(ablation: Ablation, *, title: str | None = None, chance: float | None = None):
-    """Horizontal bars: each variant's mean final validation accuracy, a dot per seed, the full recipe's band.
-
-    The grey band spans the full recipe's seeds (lowest to highest): a variant whose bar ends inside
-    it is not distinguishable from the full recipe at this budget.
-    """
-    labels = ablation.labels()
-    if not labels:
-        raise ValueError("plot_ablation: the ablation has no runs yet.")
-    fig, grid = new_figure(figsize=(7.5, 0.45 * len(labels) + 1.6))
-    ax = grid[0, 0]
-    y = np.arange(len(labels))[::-1]
-    means = [ablation.mean(label) for label in labels]
-    colours = ["#1f77b4" if label == FULL_RECIPE else "#ff7f0e" for label in labels]
-    ax.barh(y, means, color=colours, alpha=0.8, height=0.6)
-    for yi, label, mean in zip(y, labels, means):
-        accs = ablation.accuracies(label)
-        ax.plot(accs, [yi] * len(accs), "o", color="black", markersize=4, zorder=3)
-        ax.text(mean, yi, f" {mean:.3f}", va="center", fontsize=8)
-    if FULL_RECIPE in labels:
-        full = ablation.accuracies(FULL_RECIPE)
-        ax.axvspan(min(full), max(full) if max(full) > min(full) else min(full) + 1e-9, color="grey", alpha=0.25,
-                   label=f"full recipe: seeds {min(full):.3f} to {max(full):.3f}")
-        ax.axvline(np.mean(full), color="#1f77b4", linestyle="--", linewidth=1)
-    if chance is not None:
-        ax.axvline(chance, color="#d62728", linestyle=":", linewidth=1, label=f"chance ({chance:.2f})")
-    ax.set_yticks(y, labels)
-    ax.set_xlabel(f"validation accuracy after {ablation.epochs} epoch{'s' if ablation.epochs != 1 else ''} "
-                  "(dots: seeds)")
-    top = max(max(ablation.accuracies(label)) for label in labels)
-    ax.set_xlim(0, min(1.0, top * 1.2 + 0.02))
-    ax.set_title(title or "The recipe minus one ingredient at a time")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------------------------
