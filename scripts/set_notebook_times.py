@@ -31,7 +31,7 @@ FULL = {
     "05": "the full profile (the larger cifar10 preset, 30 epochs) was not measured, as no GPU was available",
     "06": "the full profile (the ImageNet network on images upsampled to 227×227, 30 epochs) was not measured, "
           "as no GPU was available",
-    "07": "the full profile (all of CIFAR-10, 30 epochs per run, 8 runs) was not measured, as no GPU was "
+    "07": "the full profile (all of CIFAR-10, 30 epochs per run, 15 runs) was not measured, as no GPU was "
           "available",
     "08": "the full profile (the teacher for 30 epochs) was not measured, as no GPU was "
           "available",

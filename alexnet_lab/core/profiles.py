@@ -111,14 +111,14 @@ NOTEBOOKS: Mapping[str, Workload] = MappingProxyType({
         cpu_train_images_per_s=31, cpu_eval_images_per_s=96,
         gpu_train_images_per_s=13_000, gpu_eval_images_per_s=41_000),
     # Notebook 07: the full recipe and four variants, three seeds each: 15 PyTorch runs of the half-width compact
-    # network (BatchNorm) on 2,000 images for 25 epochs. CPU: about 1,300 images/s in training on one core of the
-    # reference CPU (AMD EPYC, 2026-12-07). Each run is measured once after its last epoch (10,000 test and 2,000
-    # training images at about 1,500/s), not after every epoch as the estimate counts: spread over 25 epochs that
+    # network (BatchNorm) on 2,000 images for 22 epochs. CPU: about 1,100 images/s in training, float32, on one
+    # core of the course's AMD EPYC (2026-12-07). Each run is measured once after its last epoch (10,000 test and
+    # 2,000 training images, about 8 s), not after every epoch as the estimate counts: spread over 22 epochs that
     # is about 30,000 images/s.
     "recipe": Workload(
         "the paper's training recipe, one ingredient at a time (half-width compact network, PyTorch)",
         "32×32 colour images as they are", 10,
-        cpu_train_images_per_s=1_300, cpu_eval_images_per_s=30_000,
+        cpu_train_images_per_s=1_100, cpu_eval_images_per_s=30_000,
         gpu_train_images_per_s=70_000, gpu_eval_images_per_s=230_000, runs=15),
     # Notebook 08: a half-width compact teacher (BatchNorm) trained by PyTorch on the 40,000 images of 8 CIFAR-10
     # classes, then 31 short runs on 50 or 200 cat and dog photos (about 2 minutes) and one Keras run. CPU: the
@@ -339,7 +339,7 @@ _DATA_PER_CLASS = {"lenet5": (6000, 1000), "fashion_mnist": (6000, 1000), "cifar
 #   cifar10        all 50,000 images × 5 epochs at 438/s (compact), 10,000 tests ~ 10 min, one run (Keras; PyTorch
 #                  gets its weights; two short runs of 10,240 images add under a minute)
 #   image_folder   1,000 images × 5 epochs at 31/s, 200 tests × 5 at 96/s       ~ 3 min
-#   recipe         2,000 images × 25 epochs at 1,300/s, 10,000 tests once        ~ 46 s, 15 runs: ~ 12 min
+#   recipe         2,000 images × 22 epochs at 1,100/s, 10,000 tests once        ~ 47 s, 15 runs: ~ 12 min
 #   own_images     all 50,000 images × 4 epochs at 600/s, 10,000 tests ~ 6 min, one run (the teacher, PyTorch, on
 #                  the 40,000 images of 8 classes; the fine-tuning runs on a few photos; see NOTEBOOKS)
 #   relu_vs_tanh   3,000 images × 30 epochs at 1,000/s (see NOTEBOOKS)          ~ 1.5 min, 2 runs: ~ 3 min
@@ -363,7 +363,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
             "fashion_mnist": {"per_class": None, "test_per_class": None, "epochs": 8, "batch_size": 128},
             "cifar10": {"per_class": None, "test_per_class": None, "epochs": 5, "batch_size": 128},
             "image_folder": {"per_class": 100, "test_per_class": 20, "epochs": 5, "batch_size": 32},
-            "recipe": {"per_class": 200, "test_per_class": None, "epochs": 25, "batch_size": 128},
+            "recipe": {"per_class": 200, "test_per_class": None, "epochs": 22, "batch_size": 128},
             "own_images": {"per_class": None, "test_per_class": None, "epochs": 4, "batch_size": 128},
             "relu_vs_tanh": {"per_class": 300, "test_per_class": 10, "epochs": 30},
             "smoke_test": {"per_class": 100, "test_per_class": 50, "epochs": 4},
