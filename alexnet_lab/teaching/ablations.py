@@ -160,14 +160,10 @@ def train_torch(recipe: Recipe, train: ImageSet, test: ImageSet, *, preset: str 
                                  verbose=verbose, **recipe.fit_options(epochs))
     plain = preprocess.without_augmentation()
     accuracy, train_accuracy = (
-        _accuracy(torch_training, model, torch_pipeline.make_batches(images, plain, batch_size=500), max_eval_batches)
+        torch_training.evaluate(model, torch_pipeline.make_batches(images, plain, batch_size=500),
+                                max_batches=max_eval_batches)["accuracy"]
         for images in (test, train))
     return model, history, preprocess, Run(label, seed, recipe, history, 0.0, accuracy, train_accuracy)
-
-
-def _accuracy(training, model, batches, max_batches) -> float:
-    probs, labels = training.predict(model, batches, max_batches=max_batches)
-    return float(np.mean(probs.argmax(1) == labels))
 
 
 def run_ablation(train: ImageSet, test: ImageSet, *, epochs: int, batch_size: int, recipe: Recipe | None = None,

@@ -64,9 +64,6 @@ INGREDIENTS = {
     "pca_noise": "PCA colour noise with alpha ~ Normal(0, 0.1) (off: none)",
 }
 
-#: Not a seventh ingredient: crops, flips and PCA colour noise switched off together (``without("augmentation")``).
-AUGMENTATION = ("crops_flips", "pca_noise")
-
 #: The learning-rate schedules a recipe can use (``None``: constant).
 SCHEDULES = ("step", "onecycle")
 
