@@ -111,3 +111,32 @@ def test_keras_activation_stds_match_torch_after_transfer_and_reinitialize():
     kernel = np.asarray(fc.kernel)
     smoke_test.scale_output_layer(k_model, 0.5)
     assert np.allclose(np.asarray(fc.kernel), 0.5 * kernel)
+
+
+def test_dead_relus_counts_the_units_that_output_zero_for_every_image_in_both_frameworks():
+    """Notebook 04's diagnosis of a stuck network: the share of each ReLU's units that are 0 for the whole batch."""
+    import keras
+
+    from alexnet_lab.keras import models as keras_models
+    from alexnet_lab.teaching import transfer
+
+    torch.manual_seed(0)
+    model = torch_models.alexnet("compact")
+    x = torch.randn(8, 3, 32, 32)
+    healthy = smoke_test.dead_relus(model, x)
+    assert [n for n, _ in healthy] == ["relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"]
+    assert dict(healthy)["relu1"] == 0 and all(0 <= f < 1 for _, f in healthy), healthy
+    with torch.no_grad():
+        model.conv1.bias[:12] = -1e4  # 12 of conv1's 96 channels can never be positive
+        model.fc7.bias[:124] = -1e4  # and a quarter of fc7's 496 units
+    killed = dict(smoke_test.dead_relus(model, x))
+    assert killed["relu1"] == pytest.approx(12 / 96) and killed["relu7"] >= 124 / 496, killed
+
+    k_model = keras_models.alexnet("compact")
+    transfer.torch_to_keras(model, k_model)
+    k_killed = dict(smoke_test.dead_relus(k_model, x.permute(0, 2, 3, 1).numpy()))
+    assert k_killed == pytest.approx(killed), "the same weights and images: the same dead units in Keras"
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu", name="hidden"),
+                              keras.layers.Dense(2, name="out")])
+    plain.layers[0].set_weights([np.zeros((4, 3), "float32"), np.array([1.0, -1.0, -1.0], "float32")])
+    assert smoke_test.dead_relus(plain, np.ones((5, 4), "float32")) == [("hidden", pytest.approx(2 / 3))]

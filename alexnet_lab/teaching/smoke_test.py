@@ -8,6 +8,8 @@ next to a healthy one. The helpers here measure and show what those checks look 
 * :func:`reinitialize` (give a model badly scaled weights, to see what that does),
 * :func:`activation_stds` (the spread of every layer's output: vanishing or exploding signals)
   and :func:`plot_activation_stds`,
+* :func:`dead_relus` (the share of each ReLU's units that output 0 for every image: units that no
+  longer learn),
 * :func:`plot_against_healthy` (a broken run's curves next to a healthy one's).
 
 The costs of a training step (throughput, memory) are in :mod:`alexnet_lab.teaching.costs`.
@@ -26,7 +28,8 @@ from alexnet_lab.core.history import History
 from alexnet_lab.frameworks import evaluating, framework_of
 from alexnet_lab.teaching.plots import new_figure, plot_history
 
-__all__ = ["reinitialize", "scale_output_layer", "activation_stds", "plot_activation_stds", "plot_against_healthy"]
+__all__ = ["reinitialize", "scale_output_layer", "activation_stds", "dead_relus", "plot_activation_stds",
+           "plot_against_healthy"]
 
 
 # ---------------------------------------------------------------------------
@@ -130,6 +133,44 @@ def activation_stds(model, images) -> list[tuple[str, float]]:
         if id(layer) in weighted:
             stats.append((layer.name, float(np.std(keras.ops.convert_to_numpy(x)))))
     return stats
+
+
+def dead_relus(model, images) -> list[tuple[str, float]]:
+    """The share of each ReLU's units (channels of a convolution, units of a dense layer) that are dead.
+
+    A unit is dead on ``images`` when its ReLU outputs 0 for every image and every position: its
+    gradient is 0 too, so it stops learning, and so does everything that feeds only it. A network
+    with a whole layer dead passes no gradient below it and stays at the loss ln C. ``images``: a
+    batch as the model takes it (NHWC for Keras, NCHW for PyTorch). Counts ``nn.ReLU`` modules in
+    PyTorch; in Keras ``ReLU`` layers and ``Conv2D`` / ``Dense`` layers with ``activation="relu"``,
+    each under its own name. Layers run as in :func:`activation_stds` (inference mode).
+    """
+    framework = framework_of(model)
+    found = []
+    if framework == "torch":
+        import torch
+        from torch import nn
+
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        x = x.to(next(model.parameters()).device)
+        with evaluating(model), torch.no_grad():
+            for name, module in model.named_children():
+                x = module(x)
+                if isinstance(module, nn.ReLU):
+                    alive = (x > 0).flatten(2).any(2).any(0) if x.ndim == 4 else (x > 0).any(0)
+                    found.append((name, 1.0 - float(alive.float().mean())))
+        return found
+    import keras
+
+    x = keras.ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
+    for layer in model.layers:
+        x = layer(x, training=False) if _takes_training(layer) else layer(x)
+        activation = getattr(layer, "activation", None)
+        if isinstance(layer, keras.layers.ReLU) or getattr(activation, "__name__", "") == "relu":
+            values = keras.ops.convert_to_numpy(x) > 0
+            alive = values.any(axis=(0, 1, 2)) if values.ndim == 4 else values.any(axis=0)
+            found.append((layer.name, 1.0 - float(alive.mean())))
+    return found
 
 
 def _takes_training(layer) -> bool:
