@@ -59,9 +59,14 @@ METRICS: dict[str, dict[str, str]] = {
                                                         "if 'batch' not in h.label.lower())",
     },
     "04_random_data_smoke_test": {
+        "random labels training accuracy": "t_random_train['accuracy']",
         "random labels, held-out accuracy (PyTorch)": "t_random_test['accuracy']",
+        "random labels training accuracy (Keras)": "k_random_train['accuracy']",
         "random labels, held-out accuracy (Keras)": "k_random_test['accuracy']",
         "healthy run, test accuracy (PyTorch)": "healthy.last('val_accuracy')",
+        "study-note network as written, test accuracy": "as_written_acc",
+        "study-note network at 3 times Adam's default rate, test accuracy": "stuck_acc",
+        "study-note network fixed, test accuracy": "fixed_acc",
     },
     "05_cifar10": {
         "CIFAR-10 test accuracy": "k_acc",
