@@ -110,3 +110,38 @@ def test_relu_vs_tanh_repeats_exactly_with_the_same_seed():
     b = activations.relu_vs_tanh(train, epochs=1, batch_size=16, filters=(2, 2, 4))
     for name in ("relu", "tanh"):
         assert a.histories[name]["loss"] == b.histories[name]["loss"]
+
+
+def test_each_network_gets_its_own_learning_rate_and_can_stop_at_the_target():
+    train = brightness_set(n=128)
+    result = activations.relu_vs_tanh(train, epochs=4, batch_size=32, lr={"relu": 0.05, "tanh": 0.1},
+                                      filters=(4, 4, 8), stop_at_target=True)
+    assert {n: h.info["lr"] for n, h in result.histories.items()} == {"relu": 0.05, "tanh": 0.1}
+    for name, h in result.histories.items():
+        reached = result.epochs_to_target[name]
+        # stopped right after the first epoch at or below the target, else trained every epoch
+        assert len(h["error"]) == (reached if reached is not None else 4)
+    with pytest.raises(ValueError, match="'relu' and 'tanh'"):
+        activations.relu_vs_tanh(train, epochs=1, lr={"relu": 0.1})
+
+
+def test_both_networks_start_from_the_same_weights_and_the_paper_initialization_is_gaussian():
+    train = brightness_set(n=32)
+    relu = activations.train_figure1_net(train, "relu", lr=0.0, epochs=1, batch_size=32, filters=(4, 4, 8))
+    tanh = activations.train_figure1_net(train, "tanh", lr=0.0, epochs=1, batch_size=32, filters=(4, 4, 8))
+    assert relu["loss"] != tanh["loss"]  # same weights (seeded), different activation
+    model = activations._build(train, "tanh", seed=0, init_std=0.01, filters=(4, 4, 8))
+    weights = torch.cat([p.detach().flatten() for n, p in model.named_parameters() if n.endswith("weight")])
+    biases = torch.cat([p.detach().flatten() for n, p in model.named_parameters() if n.endswith("bias")])
+    assert abs(weights.std().item() - 0.01) < 0.001 and torch.all(biases == 0)
+
+
+def test_learning_rate_grid_gives_every_rate_an_error_and_picks_the_lowest():
+    train = brightness_set(n=96)
+    grid = activations.learning_rate_grid(train, [0.001, 0.05, 1e6], batches=3, batch_size=32, filters=(4, 4, 8))
+    assert set(grid) == {"relu", "tanh"} and all(list(errors) == [0.001, 0.05, 1e6] for errors in grid.values())
+    assert all(0 <= e <= 1 for errors in grid.values() for e in errors.values())
+    assert min(grid["relu"][1e6], grid["tanh"][1e6]) > 0.4  # far too large: no better than chance
+    assert 1e6 not in activations.best_learning_rates(grid).values()
+    assert activations.best_learning_rates({"relu": {0.01: 0.6, 0.03: 0.5}, "tanh": {0.01: 0.4, 0.03: 0.7}}) == \
+        {"relu": 0.03, "tanh": 0.01}
