@@ -185,7 +185,9 @@ class SpeedupResult:
 def _build(train: ImageSet, activation: str, *, seed: int, init_std: float | None, filters):
     """The Figure 1 network for ``train``'s images, seeded: He-uniform (the course's default) or, with
     ``init_std``, AlexNet's initialization: every weight from a Gaussian with mean 0 and standard
-    deviation ``init_std``, every bias 0."""
+    deviation ``init_std``, every bias 0 (AlexNet set the biases of conv2, conv4, conv5 and the hidden fully
+    connected layers to 1, to give its ReLUs positive inputs early on; the Figure 1 comparison needs the same
+    start for both networks, so all biases are 0 here)."""
     import torch
     from torch import nn
 
