@@ -142,13 +142,20 @@ def _mean_and_se(values) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
 
 
-@pytest.mark.parametrize("notebook", ["05_cifar10", "06_fashion_mnist", "07_training_recipe", "08_your_own_images"])
+@pytest.mark.parametrize("notebook", ["04_random_data_smoke_test", "05_cifar10", "06_fashion_mnist",
+                                      "07_training_recipe", "08_your_own_images"])
 def test_each_redesigned_lesson_shows_its_idea_in_its_recorded_runs(notebook):
     """Issue 14's targets, over the three recorded seeds of the laptop profile (fractions; gains paired by seed)."""
     runs = _laptop_runs(notebook)
     metric = lambda name: [r["metrics"][name] for r in runs]  # noqa: E731
     gain = lambda a, b: _mean_and_se([r["metrics"][a] - r["metrics"][b] for r in runs])  # noqa: E731
-    if notebook == "05_cifar10":
+    if notebook == "04_random_data_smoke_test":
+        assert statistics.mean(metric("random labels training accuracy")) >= 0.90, "the network memorizes random labels"
+        assert all(abs(a - 0.1) < 4 * (0.1 * 0.9 / 1000) ** 0.5 for a in metric("random labels, held-out accuracy (PyTorch)"))
+        assert statistics.mean(metric("study-note network fixed, test accuracy")) >= 0.50
+        assert all(r["metrics"]["study-note network fixed, test accuracy"]
+                   > r["metrics"]["study-note network as written, test accuracy"] for r in runs)
+    elif notebook == "05_cifar10":
         assert statistics.mean(metric("CIFAR-10 test accuracy")) >= 0.75
     elif notebook == "06_fashion_mnist":
         assert statistics.mean(metric("AlexNet test accuracy")) >= 0.915
