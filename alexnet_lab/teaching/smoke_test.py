@@ -101,6 +101,29 @@ def _keras_weighted_layers(model) -> list:
     return [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
 
 
+def _layer_outputs(model, images, pick):
+    """Run a sequential model's layers one after the other in inference mode (PyTorch's evaluation mode, Keras'
+    ``training=False``) and yield ``(name, output as a NumPy array, channel axis)`` for every layer ``pick`` takes."""
+    if framework_of(model) == "torch":
+        import torch
+
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        x = x.to(next(model.parameters()).device)
+        with evaluating(model), torch.no_grad():
+            for name, module in model.named_children():
+                x = module(x)
+                if pick(module):
+                    yield name, x.float().cpu().numpy(), 1
+        return
+    import keras
+
+    x = keras.ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
+    for layer in model.layers:
+        x = layer(x, training=False) if _takes_training(layer) else layer(x)
+        if pick(layer):
+            yield layer.name, keras.ops.convert_to_numpy(x), -1
+
+
 def activation_stds(model, images) -> list[tuple[str, float]]:
     """The standard deviation of every convolution's and fully connected layer's output, in order.
 
@@ -110,29 +133,17 @@ def activation_stds(model, images) -> list[tuple[str, float]]:
     within a factor of a few of 1; a chain of shrinking values means vanishing signals (and
     vanishing gradients), a growing chain exploding ones.
     """
-    framework = framework_of(model)
-    stats = []
-    if framework == "torch":
-        import torch
+    if framework_of(model) == "torch":
         from torch import nn
 
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-        x = x.to(next(model.parameters()).device)
-        with evaluating(model), torch.no_grad():
-            for name, module in model.named_children():
-                x = module(x)
-                if isinstance(module, (nn.Conv2d, nn.Linear)):
-                    stats.append((name, float(x.float().std(correction=0))))
-        return stats
-    import keras
+        def pick(module):
+            return isinstance(module, (nn.Conv2d, nn.Linear))
+    else:
+        weighted = {id(layer) for layer in _keras_weighted_layers(model)}
 
-    x = keras.ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    weighted = set(id(layer) for layer in _keras_weighted_layers(model))
-    for layer in model.layers:
-        x = layer(x, training=False) if _takes_training(layer) else layer(x)
-        if id(layer) in weighted:
-            stats.append((layer.name, float(np.std(keras.ops.convert_to_numpy(x)))))
-    return stats
+        def pick(layer):
+            return id(layer) in weighted
+    return [(name, float(np.std(out, dtype=np.float64))) for name, out, _ in _layer_outputs(model, images, pick)]
 
 
 def dead_relus(model, images) -> list[tuple[str, float]]:
@@ -145,31 +156,23 @@ def dead_relus(model, images) -> list[tuple[str, float]]:
     PyTorch; in Keras ``ReLU`` layers and ``Conv2D`` / ``Dense`` layers with ``activation="relu"``,
     each under its own name. Layers run as in :func:`activation_stds` (inference mode).
     """
-    framework = framework_of(model)
-    found = []
-    if framework == "torch":
-        import torch
+    if framework_of(model) == "torch":
         from torch import nn
 
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-        x = x.to(next(model.parameters()).device)
-        with evaluating(model), torch.no_grad():
-            for name, module in model.named_children():
-                x = module(x)
-                if isinstance(module, nn.ReLU):
-                    alive = (x > 0).flatten(2).any(2).any(0) if x.ndim == 4 else (x > 0).any(0)
-                    found.append((name, 1.0 - float(alive.float().mean())))
-        return found
-    import keras
+        def pick(module):
+            return isinstance(module, nn.ReLU)
+    else:
+        import keras
 
-    x = keras.ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    for layer in model.layers:
-        x = layer(x, training=False) if _takes_training(layer) else layer(x)
-        activation = getattr(layer, "activation", None)
-        if isinstance(layer, keras.layers.ReLU) or getattr(activation, "__name__", "") == "relu":
-            values = keras.ops.convert_to_numpy(x) > 0
-            alive = values.any(axis=(0, 1, 2)) if values.ndim == 4 else values.any(axis=0)
-            found.append((layer.name, 1.0 - float(alive.mean())))
+        def pick(layer):
+            activation = getattr(layer, "activation", None)
+            return isinstance(layer, keras.layers.ReLU) or getattr(activation, "__name__", "") == "relu"
+    found = []
+    for name, out, channel_axis in _layer_outputs(model, images, pick):
+        active = out > 0
+        if active.ndim == 4:  # a unit is a channel: active anywhere in any image
+            active = np.moveaxis(active, channel_axis, -1).reshape(-1, active.shape[channel_axis])
+        found.append((name, 1.0 - float(active.any(axis=0).mean())))
     return found
 
 
