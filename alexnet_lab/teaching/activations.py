@@ -34,7 +34,8 @@ from alexnet_lab.teaching.plots import new_figure
 
 __all__ = [
     "plot_activation_functions", "describe_figure1_net", "epochs_to_error", "speedup", "SpeedupResult",
-    "train_figure1_net", "learning_rate_grid", "best_learning_rates", "relu_vs_tanh", "plot_training_error",
+    "normalization", "train_figure1_net", "learning_rate_grid", "best_learning_rates", "relu_vs_tanh",
+    "plot_training_error",
 ]
 
 
@@ -207,11 +208,19 @@ def _build(train: ImageSet, activation: str, *, seed: int, init_std: float | Non
     return model
 
 
+def normalization(train: ImageSet):
+    """The Figure 1 runs' only preprocessing: each channel standardized with ``train``'s mean and standard deviation."""
+    from alexnet_lab.data import preprocessing
+
+    mean, std = preprocessing.channel_stats(train)
+    return preprocessing.Preprocess(mean=mean, std=std)
+
+
 def train_figure1_net(train: ImageSet, activation: str, *, lr: float, epochs: int, batch_size: int = 64,
                       momentum: float = 0.9, target_error: float = 0.25, stop_at_target: bool = False,
                       seed: int = 0, init_std: float | None = None, filters: tuple[int, int, int] = (32, 32, 64),
                       max_batches: int | None = None, initial_weights: dict | None = None,
-                      device=None) -> History:
+                      preprocess=None, device=None) -> History:
     """Train the Figure 1 network with ``activation`` on ``train``; returns its History (``error`` per epoch).
 
     The training loop, written out: SGD with momentum, no weight decay, no dropout, no augmentation
@@ -220,13 +229,13 @@ def train_figure1_net(train: ImageSet, activation: str, *, lr: float, epochs: in
     of an epoch is the error on that epoch's batches while training, as cuda-convnet reported it for
     the paper. ``stop_at_target``: stop after the first epoch at or below ``target_error``.
     ``initial_weights``: a ``state_dict`` to start from (else: seeded He-uniform, or AlexNet's Gaussian
-    with ``init_std``). ``max_batches``: at most this many batches per epoch (short runs).
+    with ``init_std``). ``max_batches``: at most this many batches per epoch (short runs). ``preprocess``:
+    the normalization (:func:`normalization`), computed once by callers that train many runs on ``train``.
     """
     import time
 
     import torch
 
-    from alexnet_lab.data import preprocessing
     from alexnet_lab.torch import pipeline as torch_pipeline
     from alexnet_lab.torch import precision as torch_precision
     from alexnet_lab.torch import training as torch_training
@@ -244,9 +253,8 @@ def train_figure1_net(train: ImageSet, activation: str, *, lr: float, epochs: in
     dev = torch_precision.torch_device(device, announce=False)
     channels_last = dev.type == "cpu"
     model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    mean, std = preprocessing.channel_stats(train)
-    loader = torch_pipeline.make_batches(train, preprocessing.Preprocess(mean=mean, std=std),
-                                         batch_size=batch_size, shuffle=True, seed=seed)
+    preprocess = preprocess if preprocess is not None else normalization(train)
+    loader = torch_pipeline.make_batches(train, preprocess, batch_size=batch_size, shuffle=True, seed=seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     history = History("torch", activation, info={"lr": lr, "momentum": momentum, "batch_size": batch_size,
                                                  "init_std": init_std, "seed": seed, "precision": "float32"})
@@ -283,6 +291,7 @@ def learning_rate_grid(train: ImageSet, lrs: Sequence[float], *, batches: int,
     ``kwargs`` go to :func:`train_figure1_net` (``init_std``, ``filters``, ...).
     """
     grid: dict[str, dict[float, float]] = {}
+    kwargs.setdefault("preprocess", normalization(train))
     for activation in activations:
         grid[activation] = {}
         for lr in lrs:
@@ -327,12 +336,13 @@ def relu_vs_tanh(train: ImageSet, *, epochs: int, lr: float | Mapping[str, float
         raise ValueError(f"lr is one number or a dict with the keys 'relu' and 'tanh', got {lr!r}.")
     # The very same starting point: the ReLU network's initial weights, copied into the tanh network.
     initial_weights = copy.deepcopy(_build(train, "relu", seed=seed, init_std=init_std, filters=filters).state_dict())
+    preprocess = normalization(train)
     histories: dict[str, History] = {}
     for activation in ("relu", "tanh"):
         history = train_figure1_net(train, activation, lr=rates[activation], epochs=epochs, batch_size=batch_size,
                                     momentum=momentum, target_error=target_error, stop_at_target=stop_at_target,
                                     seed=seed, init_std=init_std, filters=filters, max_batches=max_batches,
-                                    initial_weights=initial_weights, device=device)
+                                    initial_weights=initial_weights, preprocess=preprocess, device=device)
         histories[activation] = history
     reached = {name: epochs_to_error(h, target_error) for name, h in histories.items()}
     ratio, lower_bound = speedup(reached["relu"], reached["tanh"], epochs)
